@@ -1,0 +1,130 @@
+"""Retrieval speed: ragqa's BM25 against raw bm25s and rank-bm25, dense search, indexing.
+
+One corpus of real passages (SQuAD v1.1 train paragraphs + SciFact abstracts),
+one process, the same questions for every system. BM25 runs on one thread.
+
+    python bench/retrieval_speed.py --data ../shared/data
+"""
+
+from __future__ import annotations
+
+import os
+
+# One thread for the BM25 comparison (numpy/scipy do not thread these paths,
+# but BLAS could); the dense encoder is given all cores explicitly below.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import load_corpus, machine, markdown_table, timed, versions  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with squad_v1.1/ and scifact_beir/")
+    parser.add_argument("--max-passages", type=int, default=None, help="sample this many passages (default: all, about 24,000)")
+    parser.add_argument("--queries", type=int, default=1000, help="questions for ragqa and bm25s")
+    parser.add_argument("--rank-bm25-queries", type=int, default=100, help="questions for rank-bm25 (slow)")
+    parser.add_argument("--dense-queries", type=int, default=200, help="questions for dense search")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "retrieval_speed.json")
+    args = parser.parse_args(argv)
+
+    import bm25s
+    import torch
+    from rank_bm25 import BM25Okapi
+
+    from rag_qa import Index
+    from rag_qa.retrieval.tokenize import tokenize
+
+    rows, queries = load_corpus(args.data, args.max_passages)
+    queries = queries[: args.queries]
+    results: dict = {"machine": machine(), "versions": versions("ragqa", "bm25s", "rank-bm25", "faiss-cpu", "torch", "sentence-transformers")}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus_file = Path(tmp) / "corpus.jsonl"
+        corpus_file.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+        torch.set_num_threads(os.cpu_count() or 1)
+        start = time.perf_counter()
+        idx = Index.build([corpus_file], Path(tmp) / "index", show_progress=False)
+        build_s = time.perf_counter() - start
+        n = len(idx)
+        results["corpus"] = {"documents": len(rows), "passages": n, "queries": len(queries)}
+        results["indexing"] = {"seconds": build_s, "passages_per_s": n / build_s}
+
+        # The texts ragqa scores (title + passage) are given to the peers too.
+        texts = [f"{p.title}\n{p.text}" if p.title else p.text for p in idx.passages]
+        torch.set_num_threads(1)
+
+        bm25 = {}
+        t = timed(lambda: idx.search_batch(queries, k=10, mode="bm25"), repeat=args.repeat)
+        bm25["ragqa"] = {**t, "queries": len(queries), "qps": len(queries) / t["median_s"]}
+
+        raw = bm25s.BM25()  # bm25s defaults: method "lucene", its own tokenizer
+        raw.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+        t = timed(lambda: raw.retrieve(bm25s.tokenize(queries, stopwords="en", show_progress=False), k=10, show_progress=False, n_threads=1), repeat=args.repeat)
+        bm25["bm25s"] = {**t, "queries": len(queries), "qps": len(queries) / t["median_s"]}
+
+        reference = BM25Okapi([tokenize(x) for x in texts])
+        few = queries[: args.rank_bm25_queries]
+
+        def rank_bm25_run():
+            return [np.argsort(-reference.get_scores(tokenize(q)))[:10] for q in few]
+
+        t = timed(rank_bm25_run, repeat=1, warmup=0)
+        bm25["rank-bm25"] = {**t, "queries": len(few), "qps": len(few) / t["median_s"]}
+
+        # Agreement with rank-bm25 on the same questions: identical top-10 lists.
+        ours = idx.search_batch(few, k=10, mode="bm25")
+        row_of = {p.passage_id: i for i, p in enumerate(idx.passages)}
+        ref_top = rank_bm25_run()
+        same = 0
+        for hits, ref, q in zip(ours, ref_top, few):
+            scores = reference.get_scores(tokenize(q))
+            ref_list = [int(i) for i in ref if scores[i] > 0]
+            same += [row_of[h.passage.passage_id] for h in hits] == ref_list[: len(hits)] and len(hits) == len(ref_list)
+        bm25["agreement_top10_with_rank_bm25"] = same / len(few)
+        results["bm25"] = bm25
+
+        dq = queries[: args.dense_queries]
+        torch.set_num_threads(os.cpu_count() or 1)
+        idx.search("warm up the encoder", mode="dense")
+        t = timed(lambda: idx.search_batch(dq, k=10, mode="dense"), repeat=args.repeat)
+        results["dense"] = {**t, "queries": len(dq), "qps": len(dq) / t["median_s"], "threads": torch.get_num_threads(), "faiss": idx.manifest["faiss"]["type"]}
+        t = timed(lambda: idx.search_batch(dq, k=10, mode="hybrid"), repeat=args.repeat)
+        results["hybrid"] = {**t, "queries": len(dq), "qps": len(dq) / t["median_s"]}
+
+    b = results["bm25"]
+    table = markdown_table(
+        ["what", "queries/s", "ratio"],
+        [
+            ["BM25 ragqa (1 thread)", f"{b['ragqa']['qps']:,.0f}", "1.00"],
+            ["BM25 raw bm25s (1 thread)", f"{b['bm25s']['qps']:,.0f}", f"ragqa/bm25s = {b['ragqa']['qps'] / b['bm25s']['qps']:.2f}"],
+            ["BM25 rank-bm25 BM25Okapi", f"{b['rank-bm25']['qps']:,.1f}", f"ragqa/rank-bm25 = {b['ragqa']['qps'] / b['rank-bm25']['qps']:,.0f}x"],
+            [f"dense ragqa ({results['dense']['threads']} threads, {results['dense']['faiss']})", f"{results['dense']['qps']:,.1f}", ""],
+            ["hybrid ragqa", f"{results['hybrid']['qps']:,.1f}", ""],
+        ],
+    )
+    c = results["corpus"]
+    print(f"Corpus: {c['documents']:,} documents -> {c['passages']:,} passages; {c['queries']:,} questions; {results['machine']['cpu']} ({results['machine']['cores']} cores)")
+    print(table)
+    print(f"Indexing: {results['indexing']['passages_per_s']:,.1f} passages/s ({results['indexing']['seconds']:.1f} s, read + chunk + embed + BM25 + FAISS + write)")
+    print(f"Top-10 identical to rank-bm25 for {b['agreement_top10_with_rank_bm25']:.1%} of {b['rank-bm25']['queries']} questions")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

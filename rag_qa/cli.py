@@ -1,0 +1,175 @@
+"""The ``ragqa`` command line: a thin Click layer over the library.
+
+Heavy modules (torch, transformers, faiss) are imported inside the
+commands, so ``ragqa --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from rag_qa import __version__
+from rag_qa.errors import RagQAError
+
+DEFAULT_INDEX = "index"
+
+
+class _OneLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter())
+    root = logging.getLogger("rag_qa")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING)
+    root.propagate = False
+    # Libraries underneath are chatty at INFO; keep their warnings only.
+    for name in ("sentence_transformers", "transformers", "faiss", "bm25s", "pypdf"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights" bars
+
+
+class RagQAGroup(click.Group):
+    """Turns ragqa's own errors into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RagQAError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: nothing was changed.", err=True)
+            ctx.exit(130)
+
+
+index_dir_option = click.option(
+    "--index-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_INDEX,
+    show_default=True,
+    help="Folder of the index.",
+)
+
+
+@click.group(cls=RagQAGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ragqa")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings, only results and errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens underneath.")
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
+    """Answer questions from your own documents, offline.
+
+    \b
+    Typical use:
+      ragqa index docs/                 build (or update) the index in ./index
+      ragqa search "how do I ...?"      the best passages for a question
+      ragqa info                        what the index holds
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["quiet"] = quiet
+    _setup_logging(quiet, verbose)
+
+
+@cli.command("index")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@index_dir_option
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML index settings (see configs/index.yaml).")
+@click.option("--encoder", type=click.Path(path_type=Path), help="Local sentence-transformers directory to embed with (default: the bundled all-MiniLM-L6-v2).")
+@click.option("--wait", type=float, default=0, show_default=True, help="Seconds to wait if another build holds the index.")
+@click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+@click.pass_context
+def index_cmd(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path, config_path: Path | None, encoder: Path | None, wait: float, as_json: bool) -> None:
+    """Build or update the index from files and folders.
+
+    PATHS are files or folders (searched recursively) of .txt, .md, .html,
+    .pdf and .jsonl documents. Run it again to update: only new or changed
+    passages are embedded, and documents that are gone are dropped. With no
+    PATHS, the paths of the last build are scanned again. The old index stays
+    usable until the new one is complete.
+    """
+    from rag_qa.config import IndexConfig
+    from rag_qa.retrieval.builder import build_index
+
+    config = IndexConfig.from_yaml(config_path) if config_path else None
+    report = build_index(list(paths) or None, index_dir, config=config, encoder=encoder, show_progress=not ctx.obj["quiet"], wait=wait)
+    if as_json:
+        click.echo(json.dumps({
+            "index_dir": str(report.directory), "documents": report.documents, "passages": report.passages,
+            "added": report.added, "changed": report.changed, "removed": report.removed, "unchanged": report.unchanged,
+            "embedded": report.embedded, "reused": report.reused,
+            "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
+        }, indent=2))
+    else:
+        click.echo(report.summary())
+
+
+@cli.command("search")
+@click.argument("query")
+@index_dir_option
+@click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="How many passages.")
+@click.option("--mode", type=click.Choice(["bm25", "dense", "hybrid"]), default="hybrid", show_default=True, help="Retriever: keyword, embedding, or both fused.")
+@click.option("--source", help="Only passages whose source path matches this glob, e.g. 'docs/*.md'.")
+@click.option("--encoder", type=click.Path(path_type=Path), help="Encoder directory, if it moved since the index was built (must be the same model).")
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
+def search_cmd(query: str, index_dir: Path, k: int, mode: str, source: str | None, encoder: Path | None, as_json: bool) -> None:
+    """Print the passages that best match QUERY."""
+    from rag_qa.retrieval.index import Index
+
+    idx = Index.load(index_dir, encoder=encoder)
+    hits = idx.search(query, k=k, mode=mode, source=source)
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("No passage matches.")
+        return
+    for hit in hits:
+        p = hit.passage
+        click.echo(click.style(f"{hit.rank}. {p.source} [{p.start}:{p.end}]", bold=True) + f"  score {hit.score:.4f}")
+        snippet = " ".join(p.text.split())
+        click.echo(f"   {snippet[:300]}{'...' if len(snippet) > 300 else ''}\n")
+
+
+@cli.command("info")
+@index_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def info_cmd(index_dir: Path, as_json: bool) -> None:
+    """Show what the index holds and how it was built."""
+    from rag_qa.retrieval.index import Index
+
+    info = Index.load(index_dir).info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    enc = info["encoder"]
+    lines = [
+        f"Index:      {info['index_dir']} (format {info['format_version']}, ragqa {info['ragqa_version']}, built {info['created_at']})",
+        f"Documents:  {info['documents']}",
+        f"Passages:   {info['passages']} ({info['chunking']['size']} words, {info['chunking']['overlap']} overlap)",
+        f"Vocabulary: {info['vocabulary']} BM25 terms (k1={info['bm25']['k1']}, b={info['bm25']['b']})",
+        f"Encoder:    {'bundled all-MiniLM-L6-v2' if enc['default'] else enc['path']} ({enc['dimension']}-d, sha256 {enc['sha256'][:12]})",
+        f"FAISS:      {info['faiss']['type']}, {info['faiss']['ntotal']} vectors",
+        f"Fusion:     {info['fusion']['method']}",
+        f"Size:       {info['bytes'] / 2**20:.1f} MiB",
+        f"Sources:    {', '.join(info['roots'])}",
+    ]
+    click.echo("\n".join(lines))
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,29 @@
+"""Errors a user can act on. Each message names the bad value and the fix."""
+
+
+class RagQAError(Exception):
+    """Base class: the CLI prints the message on one line and exits non-zero."""
+
+
+class InputError(RagQAError):
+    """A path, query or option that ragqa cannot use."""
+
+
+class IndexMissingError(RagQAError):
+    """No index where one was expected."""
+
+
+class IndexCorruptError(RagQAError):
+    """An index whose files do not match its manifest."""
+
+
+class IndexMismatchError(RagQAError):
+    """An index built with settings (format, encoder) that do not match."""
+
+
+class ModelError(RagQAError):
+    """A model directory that cannot be loaded."""
+
+
+class IndexLockedError(RagQAError):
+    """Another process is writing the same index."""

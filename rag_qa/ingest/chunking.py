@@ -1,0 +1,116 @@
+"""Cut documents into overlapping passages that end on sentence boundaries.
+
+Everything works on word spans (runs of non-space characters) of the
+document text, so every passage is an exact slice ``text[start:end]`` and
+every word of the document lands in at least one passage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Iterator
+
+from rag_qa.config import ChunkingConfig
+from rag_qa.types import Document, Passage
+
+_WORD = re.compile(r"\S+")
+# A word that ends a sentence: terminal punctuation, maybe closed by quotes or brackets.
+_SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*$")
+_BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _WORD.finditer(text)]
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences in ``text`` (a heuristic, no model)."""
+    words = word_spans(text)
+    return [(words[a][0], words[b - 1][1]) for a, b in _sentence_ranges(text, words)]
+
+
+def _sentence_ranges(text: str, words: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sentences as half-open ranges of word indexes."""
+    ranges, first = [], 0
+    for i, (start, end) in enumerate(words):
+        last = i == len(words) - 1
+        gap = "" if last else text[end : words[i + 1][0]]
+        if last or _SENTENCE_END.search(text[start:end]) or _BLANK_LINE.search(gap):
+            ranges.append((first, i + 1))
+            first = i + 1
+    return ranges
+
+
+def _units(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """Sentences, with any sentence longer than ``size`` words cut into pieces."""
+    units = []
+    for a, b in ranges:
+        while b - a > size:
+            units.append((a, a + size))
+            a += size
+        units.append((a, b))
+    return units
+
+
+def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> list[Passage]:
+    """Greedily pack whole sentences into passages of at most ``size`` words.
+
+    Consecutive passages share trailing sentences of the previous passage
+    totalling at most ``overlap`` words.
+    """
+    words = word_spans(doc.text)
+    if not words:
+        return []
+    units = _units(_sentence_ranges(doc.text, words), config.size)
+    passages: list[Passage] = []
+    first = 0
+    while first < len(units):
+        last = first
+        while last + 1 < len(units) and units[last + 1][1] - units[first][0] <= config.size:
+            last += 1
+        start, end = words[units[first][0]][0], words[units[last][1] - 1][1]
+        passages.append(_make_passage(doc, start, end))
+        if last == len(units) - 1:
+            break
+        # Step back over whole trailing units while they fit in the overlap and
+        # leave room for the next new unit, so every passage adds new text.
+        nxt = last + 1
+        while (
+            nxt - 1 > first
+            and units[last][1] - units[nxt - 1][0] <= config.overlap
+            and units[last + 1][1] - units[nxt - 1][0] <= config.size
+        ):
+            nxt -= 1
+        first = nxt
+    return passages
+
+
+def _make_passage(doc: Document, start: int, end: int) -> Passage:
+    text = doc.text[start:end]
+    digest = hashlib.sha1(f"{doc.doc_id}\0{start}\0{end}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
+    metadata = {k: v for k, v in doc.metadata.items() if k != "page_starts"}
+    page_starts = doc.metadata.get("page_starts")
+    if page_starts:
+        metadata["page"] = _page_of(page_starts, start)
+    return Passage(
+        passage_id=digest[:16],
+        doc_id=doc.doc_id,
+        source=doc.source,
+        text=text,
+        start=start,
+        end=end,
+        title=doc.title,
+        metadata=metadata,
+    )
+
+
+def _page_of(page_starts: list[int], offset: int) -> int:
+    import bisect
+
+    return bisect.bisect_right(page_starts, offset)
+
+
+def iter_passages(docs: Iterator[Document], config: ChunkingConfig) -> Iterator[Passage]:
+    for doc in docs:
+        yield from chunk_document(doc, config)

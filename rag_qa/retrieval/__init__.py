@@ -1,0 +1,1 @@
+"""Retrieval: BM25, dense (encoder + FAISS), their fusion, and the index on disk."""

@@ -1,0 +1,258 @@
+"""Dense retrieval: a sentence-transformers encoder and a FAISS inner-product index."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rag_qa.config import DenseConfig
+from rag_qa.errors import ModelError
+from rag_qa.models import check_model_dir, default_encoder_path, weights_sha256
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What an index records about the encoder that built it."""
+
+    path: str
+    sha256: str
+    dimension: int
+    max_seq_length: int
+    default: bool
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256, "dimension": self.dimension, "max_seq_length": self.max_seq_length, "default": self.default}
+
+
+def resolve_device(requested: str | None) -> str:
+    if requested:
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs that multiply bfloat16 in hardware (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """The dtype name to run the encoder in (see ``DenseConfig.precision``)."""
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "float16"
+    if device == "cpu" and cpu_has_native_bf16():
+        return "bfloat16"
+    return "float32"
+
+
+class Encoder:
+    """A sentence-transformers model from a local directory, loaded on first use."""
+
+    def __init__(self, path: str | Path | None = None, device: str | None = None, batch_size: int = 16, precision: str = "auto"):
+        self.is_default = path is None
+        self.precision = precision
+        self.path = check_model_dir(path if path is not None else default_encoder_path(), kind="encoder")
+        self.device = device
+        self.batch_size = batch_size
+        self._model = None
+        self._sha256: str | None = None
+        self._info: EncoderInfo | None = None
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = weights_sha256(self.path)
+        return self._sha256
+
+    @property
+    def model(self):
+        if self._model is None:
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            device = resolve_device(self.device)
+            dtype = getattr(torch, resolve_precision(self.precision, device))
+            try:
+                self._model = SentenceTransformer(
+                    str(self.path),
+                    device=device,
+                    trust_remote_code=False,
+                    local_files_only=True,
+                    model_kwargs={"dtype": dtype},
+                )
+            except (OSError, ValueError, KeyError) as exc:
+                raise ModelError(f"encoder directory {self.path} could not be loaded as a sentence-transformers model: {exc}".replace("\n", " ")) from exc
+        return self._model
+
+    def info(self) -> EncoderInfo:
+        if self._info is None:
+            self._info = self._read_info()
+        return self._info
+
+    def _read_info(self) -> EncoderInfo:
+        model = self.model
+        return EncoderInfo(
+            path=str(self.path),
+            sha256=self.sha256,
+            dimension=int(_dimension(model)),
+            max_seq_length=int(model.max_seq_length),
+            default=self.is_default,
+        )
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """L2-normalised float32 embeddings, one row per text.
+
+        sentence-transformers sorts each call's texts by length before
+        batching, so padding stays small; the rows come back in input order.
+        """
+        if not texts:
+            return np.zeros((0, self.info().dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _dimension(model) -> int:
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return getter()
+
+
+def build_faiss(vectors: np.ndarray, config: DenseConfig):
+    """Exact inner product for small corpora, ``config.faiss_factory`` above the threshold."""
+    import faiss
+
+    n, dim = vectors.shape
+    if n <= config.exact_threshold:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.index_factory(dim, config.faiss_factory, faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            index.train(vectors)
+    if n:
+        index.add(vectors)
+    return index
+
+
+def describe_faiss(index) -> str:
+    import faiss
+
+    return "Flat" if isinstance(index, faiss.IndexFlat) else type(index).__name__
+
+
+class DenseRetriever:
+    """A FAISS index whose row ``i`` is passage ``i``, plus the stored vectors."""
+
+    def __init__(self, index, vectors: np.ndarray, config: DenseConfig):
+        self.config = config
+        self.vectors = vectors  # memory-mapped when loaded from disk
+        self.index = self._tune(self._maybe_to_gpu(index))
+
+    def _tune(self, index):
+        import faiss
+
+        try:
+            params = faiss.ParameterSpace()
+            if "HNSW" in self.config.faiss_factory:
+                params.set_index_parameter(index, "efSearch", self.config.hnsw_ef_search)
+            if "IVF" in self.config.faiss_factory:
+                params.set_index_parameter(index, "nprobe", self.config.ivf_nprobe)
+        except RuntimeError:
+            pass  # the parameter does not apply to this index (e.g. Flat)
+        return index
+
+    def _maybe_to_gpu(self, index):
+        import faiss
+
+        if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+            return index
+        if resolve_device(self.config.device) == "cpu":
+            return index
+        try:
+            self._gpu_resources = faiss.StandardGpuResources()
+            gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
+            logger.info("FAISS index moved to GPU 0")
+            return gpu_index
+        except RuntimeError as exc:  # e.g. HNSW has no GPU version
+            logger.info("FAISS index stays on CPU: %s", exc)
+            return index
+
+    @property
+    def on_gpu(self) -> bool:
+        return type(self.index).__name__.startswith("Gpu")
+
+    def search_batch(self, query_vectors: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-``k`` rows and cosine scores per query.
+
+        With a ``mask`` the allowed rows are scored exactly against the
+        stored vectors, so a filter never hides a match the index would find.
+        """
+        n = len(self.vectors)
+        k = min(k, n)
+        if k == 0:
+            return [(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)) for _ in query_vectors]
+        if mask is not None:
+            from rag_qa.retrieval.bm25 import top_k
+
+            rows = np.flatnonzero(mask)
+            scores = np.asarray(self.vectors[rows], dtype=np.float32) @ query_vectors.T
+            out = []
+            for j in range(len(query_vectors)):
+                idx, vals = top_k(scores[:, j], k)
+                out.append((rows[idx], vals))
+            return out
+        scores, ids = self.index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
+        return [(i[i >= 0].astype(np.int64), s[i >= 0]) for s, i in zip(scores, ids)]
+
+    def save(self, directory: Path) -> None:
+        import faiss
+
+        index = self.index
+        if self.on_gpu:
+            index = faiss.index_gpu_to_cpu(index)
+        faiss.write_index(index, str(directory / "dense.faiss"))
+        np.save(directory / "embeddings.npy", np.asarray(self.vectors, dtype=np.float32), allow_pickle=False)
+
+    @classmethod
+    def load(cls, directory: Path, config: DenseConfig) -> "DenseRetriever":
+        import faiss
+
+        try:
+            index = faiss.read_index(str(directory / "dense.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:
+            index = faiss.read_index(str(directory / "dense.faiss"))
+        vectors = np.load(directory / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+        return cls(index, vectors, config)
+
+
+def check_encoder_matches(recorded: dict, encoder: Encoder) -> None:
+    """Refuse to query an index with an encoder other than the one that built it."""
+    from rag_qa.errors import IndexMismatchError
+
+    if recorded.get("sha256") != encoder.sha256:
+        raise IndexMismatchError(
+            f"index was built with encoder {recorded.get('path')} (weights sha256 {str(recorded.get('sha256'))[:12]}), "
+            f"but encoder {encoder.path} (sha256 {encoder.sha256[:12]}) was given: re-run `ragqa index --encoder {encoder.path}` "
+            "or search with the encoder that built the index"
+        )
+
+
+__all__ = ["DenseRetriever", "Encoder", "EncoderInfo", "ModelError", "build_faiss", "check_encoder_matches"]

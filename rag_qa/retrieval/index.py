@@ -1,0 +1,195 @@
+"""The :class:`Index`: passages, BM25 and dense retrieval behind one search call."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from rag_qa.config import IndexConfig
+from rag_qa.errors import IndexCorruptError, InputError
+from rag_qa.retrieval import storage
+from rag_qa.retrieval.bm25 import BM25Retriever
+from rag_qa.retrieval.hybrid import rank_fused, reciprocal_rank_fusion, weighted_fusion
+from rag_qa.types import Passage, ScoredPassage
+
+logger = logging.getLogger(__name__)
+
+MODES = ("bm25", "dense", "hybrid")
+MAX_QUERY_CHARS = 10_000
+
+
+class Index:
+    """A built index, loaded from its directory.
+
+    BM25 arrays and embeddings are memory-mapped; the encoder and the FAISS
+    index are loaded on the first dense or hybrid search.
+    """
+
+    def __init__(self, directory: Path, manifest: dict[str, Any], passages: list[Passage], bm25: BM25Retriever, encoder_path: str | Path | None = None):
+        self.directory = directory
+        self.manifest = manifest
+        self.passages = passages
+        self.config = IndexConfig.from_dict(manifest["config"])
+        self._bm25 = bm25
+        self._encoder_path = encoder_path
+        self._encoder = None
+        self._dense = None
+        self._sources = np.asarray([p.source for p in passages], dtype=object)
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, directory: str | Path = "index", encoder: str | Path | None = None, verify: bool = True) -> "Index":
+        """Load the index in ``directory``.
+
+        ``encoder`` overrides the encoder recorded in the manifest; it must be
+        the same model (same weights) or dense search is refused.
+        ``verify`` checks every file against the manifest's checksums.
+        """
+        directory = Path(directory)
+        manifest = storage.read_manifest(directory)
+        if verify:
+            storage.verify(directory, manifest)
+        folder = storage.data_dir(directory, manifest)
+        try:
+            passages = _read_passages(folder / "passages.jsonl")
+            config = IndexConfig.from_dict(manifest["config"])
+            bm25 = BM25Retriever.load(folder / "bm25", config.bm25, mmap=True)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexCorruptError(f"index at {directory} could not be read ({type(exc).__name__}: {exc}); {storage.rebuild_hint(directory)}") from exc
+        if len(passages) != bm25.num_docs:
+            raise IndexCorruptError(f"index at {directory} has {len(passages)} passages but {bm25.num_docs} BM25 rows; {storage.rebuild_hint(directory)}")
+        return cls(directory, manifest, passages, bm25, encoder_path=encoder)
+
+    @classmethod
+    def build(cls, paths: Iterable[str | Path] | None = None, directory: str | Path = "index", config: IndexConfig | None = None, **kwargs: Any) -> "Index":
+        """Build or update the index in ``directory`` and load it (see :func:`build_index`)."""
+        from rag_qa.retrieval.builder import build_index
+
+        build_index(paths, directory, config=config, **kwargs)
+        return cls.load(directory, verify=False)
+
+    # ------------------------------------------------------------------- dense
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from rag_qa.retrieval.dense import Encoder, check_encoder_matches
+
+            recorded = self.manifest["encoder"]
+            dense = self.config.dense
+            if self._encoder_path is not None:
+                encoder = Encoder(self._encoder_path, device=dense.device, batch_size=dense.batch_size, precision=dense.precision)
+            elif recorded.get("default"):
+                encoder = Encoder(None, device=dense.device, batch_size=dense.batch_size, precision=dense.precision)
+            else:
+                encoder = Encoder(recorded["path"], device=dense.device, batch_size=dense.batch_size, precision=dense.precision)
+            check_encoder_matches(recorded, encoder)
+            self._encoder = encoder
+        return self._encoder
+
+    @property
+    def dense(self):
+        if self._dense is None:
+            from rag_qa.retrieval.dense import DenseRetriever
+
+            self._dense = DenseRetriever.load(storage.data_dir(self.directory, self.manifest), self.config.dense)
+        return self._dense
+
+    # ------------------------------------------------------------------ search
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", source: str | None = None, where: Mapping[str, Any] | None = None) -> list[ScoredPassage]:
+        """The ``k`` best passages for ``query``.
+
+        ``mode`` is ``bm25``, ``dense`` or ``hybrid``; ``source`` keeps only
+        passages whose source path matches a glob (``docs/*.md``); ``where``
+        keeps only passages whose metadata has the given values.
+        """
+        return self.search_batch([query], k=k, mode=mode, source=source, where=where)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 10, mode: str = "hybrid", source: str | None = None, where: Mapping[str, Any] | None = None) -> list[list[ScoredPassage]]:
+        if mode not in MODES:
+            raise InputError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        queries = [_check_query(q) for q in queries]
+        mask = self._mask(source, where)
+        if mask is not None and not mask.any():
+            return [[] for _ in queries]
+        fusion = self.config.fusion
+        depth = k if mode != "hybrid" else max(k, fusion.candidates)
+        bm25_hits = self._bm25.search_batch(queries, depth, mask) if mode != "dense" else None
+        dense_hits = None
+        if mode != "bm25":
+            vectors = self.encoder.encode(queries)
+            dense_hits = self.dense.search_batch(vectors, depth, mask)
+        results = []
+        for i in range(len(queries)):
+            bm = dict(zip(*(a.tolist() for a in bm25_hits[i]))) if bm25_hits else {}
+            de = dict(zip(*(a.tolist() for a in dense_hits[i]))) if dense_hits else {}
+            if mode == "bm25":
+                ranked = list(bm.items())[:k]
+            elif mode == "dense":
+                ranked = list(de.items())[:k]
+            elif fusion.method == "rrf":
+                fused = reciprocal_rank_fusion([list(bm), list(de)], k=fusion.rrf_k, weights=[fusion.bm25_weight, fusion.dense_weight])
+                ranked = rank_fused(fused, k)
+            else:
+                ranked = rank_fused(weighted_fusion([bm, de], [fusion.bm25_weight, fusion.dense_weight]), k)
+            results.append([
+                ScoredPassage(self.passages[row], float(score), rank, bm.get(row), de.get(row))
+                for rank, (row, score) in enumerate(ranked, start=1)
+            ])
+        return results
+
+    def _mask(self, source: str | None, where: Mapping[str, Any] | None) -> np.ndarray | None:
+        if not source and not where:
+            return None
+        mask = np.ones(len(self.passages), dtype=bool)
+        if source:
+            mask &= np.fromiter((fnmatch.fnmatchcase(s, source) for s in self._sources), dtype=bool, count=len(self._sources))
+        if where:
+            mask &= np.fromiter(
+                (all(p.metadata.get(key) == value for key, value in where.items()) for p in self.passages),
+                dtype=bool,
+                count=len(self.passages),
+            )
+        return mask
+
+    # -------------------------------------------------------------------- info
+    def info(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "index_dir": str(self.directory),
+            "ragqa_version": m.get("ragqa_version"),
+            "format_version": m.get("format_version"),
+            "created_at": m.get("created_at"),
+            "documents": m["counts"]["documents"],
+            "passages": m["counts"]["passages"],
+            "vocabulary": m["counts"]["vocabulary"],
+            "roots": m.get("roots", []),
+            "encoder": m["encoder"],
+            "faiss": m["faiss"],
+            "chunking": m["config"]["chunking"],
+            "bm25": m["config"]["bm25"],
+            "fusion": m["config"]["fusion"],
+            "bytes": sum(f["bytes"] for f in m["files"].values()),
+        }
+
+
+def _check_query(query: str) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise InputError("the query is empty: pass the question to search for")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InputError(f"the query has {len(query):,} characters, over the limit of {MAX_QUERY_CHARS:,}: shorten it")
+    return query.strip()
+
+
+def _read_passages(path: Path) -> list[Passage]:
+    with open(path, encoding="utf-8") as fh:
+        return [Passage.from_dict(json.loads(line)) for line in fh if line.strip()]

@@ -1,0 +1,197 @@
+"""The index directory on disk: a manifest that points at one generation folder.
+
+::
+
+    index/
+      manifest.json        format version, counts, settings, encoder, checksums,
+                           and ``data_dir``: the generation it describes
+      gen-<id>/            passages.jsonl, documents.json, bm25/, dense.faiss, embeddings.npy
+      .lock                held while a build runs
+
+A build writes a new generation into ``.tmp-<id>/``, renames it to
+``gen-<id>/`` and then replaces ``manifest.json`` atomically, so a reader
+sees the old index or the new one, and an interrupted build leaves the old
+one as it was. The previous generation is kept for readers that are still
+using it; older ones are removed by the next build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rag_qa.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError, InputError
+
+FORMAT_NAME = "ragqa-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksums(folder: Path) -> dict[str, dict[str, Any]]:
+    """``{relative path: {sha256, bytes}}`` for every file under ``folder``."""
+    return {
+        p.relative_to(folder).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def rebuild_hint(directory: Path) -> str:
+    return f"rebuild it with `ragqa index <your documents> --index-dir {directory}`"
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not directory.exists():
+        raise IndexMissingError(f"no index at {directory}: build one with `ragqa index <your documents> --index-dir {directory}`")
+    if not path.is_file():
+        raise IndexMissingError(f"{directory} holds no ragqa index (no {MANIFEST}): build one with `ragqa index <your documents> --index-dir {directory}`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexCorruptError(f"{path} is not valid JSON ({exc}); {rebuild_hint(directory)}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise IndexCorruptError(f"{path} is not a ragqa index manifest; {rebuild_hint(directory)}")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"index at {directory} has format version {version}, newer than this ragqa reads ({FORMAT_VERSION}): "
+            f"upgrade ragqa, or {rebuild_hint(directory)}"
+        )
+    return manifest
+
+
+def data_dir(directory: Path, manifest: dict[str, Any]) -> Path:
+    name = manifest.get("data_dir", "")
+    if not isinstance(name, str) or not name.startswith("gen-") or "/" in name or "\\" in name:
+        raise IndexCorruptError(f"{directory / MANIFEST} names no valid data folder; {rebuild_hint(directory)}")
+    return directory / name
+
+
+def verify(directory: Path, manifest: dict[str, Any]) -> None:
+    """Check every file against the manifest's size and sha256."""
+    folder = data_dir(directory, manifest)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise IndexCorruptError(f"{directory / MANIFEST} lists no files; {rebuild_hint(directory)}")
+    for rel, meta in files.items():
+        path = folder / rel
+        if not path.is_file():
+            raise IndexCorruptError(f"index file {path} is missing; {rebuild_hint(directory)}")
+        size = path.stat().st_size
+        if size != meta.get("bytes"):
+            raise IndexCorruptError(f"index file {path} has {size} bytes, the manifest says {meta.get('bytes')} (truncated or replaced); {rebuild_hint(directory)}")
+        if file_sha256(path) != meta.get("sha256"):
+            raise IndexCorruptError(f"index file {path} fails its checksum (corrupted); {rebuild_hint(directory)}")
+
+
+def check_target(directory: Path) -> None:
+    """Refuse to build into a folder that holds something other than a ragqa index."""
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise InputError(f"index directory {directory} is a file: choose a folder with --index-dir")
+    if (directory / MANIFEST).exists():
+        return
+    foreign = [p.name for p in directory.iterdir() if not p.name.startswith(".") and not p.name.startswith("gen-")]
+    if foreign:
+        raise InputError(
+            f"{directory} is not empty and holds no ragqa index (found {', '.join(sorted(foreign)[:3])}): "
+            "choose an empty or new folder with --index-dir"
+        )
+
+
+class WriteLock:
+    """An exclusive lock on an index directory for the length of a build."""
+
+    def __init__(self, directory: Path, timeout: float = 0):
+        from filelock import FileLock
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.timeout = timeout
+        self._lock = FileLock(str(directory / LOCK))
+
+    def __enter__(self) -> "WriteLock":
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire(timeout=self.timeout)
+        except Timeout as exc:
+            raise IndexLockedError(
+                f"another `ragqa index` is writing {self.directory} (lock {self.directory / LOCK}): wait for it to finish, or pass --wait"
+            ) from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def new_generation(directory: Path) -> tuple[Path, str]:
+    """A fresh temporary folder beside the live data and the name it will take."""
+    gen_id = f"{uuid.uuid4().hex[:12]}"
+    tmp = directory / f".tmp-{gen_id}"
+    tmp.mkdir(parents=True)
+    return tmp, f"gen-{gen_id}"
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit(directory: Path, tmp: Path, gen_name: str, manifest: dict[str, Any]) -> None:
+    """Make ``tmp`` the live generation: rename it, then swap the manifest."""
+    _fsync_tree(tmp)
+    final = directory / gen_name
+    os.replace(tmp, final)
+    manifest = {**manifest, "data_dir": gen_name}
+    staged = directory / f".{MANIFEST}.{gen_name}"
+    with open(staged, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(staged, directory / MANIFEST)
+    _fsync_dir(directory)
+
+
+def clean_up(directory: Path, keep: set[str]) -> None:
+    """Remove generations and leftovers that no manifest names (call under the lock)."""
+    for path in directory.iterdir():
+        name = path.name
+        stale_gen = name.startswith("gen-") and name not in keep and path.is_dir()
+        leftover = name.startswith(".tmp-") or (name.startswith(f".{MANIFEST}."))
+        if stale_gen or leftover:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)

@@ -1,0 +1,86 @@
+"""Frozen dataclasses that flow between the stages of ragqa."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Document:
+    """A source document as read from disk.
+
+    ``text`` is what passage offsets point into: the decoded file for plain
+    text and Markdown, the extracted text for HTML and PDF.
+    """
+
+    doc_id: str
+    source: str
+    text: str
+    title: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A chunk of a document: ``text == document.text[start:end]``."""
+
+    passage_id: str
+    doc_id: str
+    source: str
+    text: str
+    start: int
+    end: int
+    title: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.passage_id,
+            "doc_id": self.doc_id,
+            "source": self.source,
+            "start": self.start,
+            "end": self.end,
+            "title": self.title,
+            "text": self.text,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> "Passage":
+        return cls(
+            passage_id=row["id"],
+            doc_id=row["doc_id"],
+            source=row["source"],
+            text=row["text"],
+            start=int(row["start"]),
+            end=int(row["end"]),
+            title=row.get("title", ""),
+            metadata=row.get("metadata") or {},
+        )
+
+
+@dataclass(frozen=True)
+class ScoredPassage:
+    """A passage returned by a search, with the evidence behind its rank.
+
+    ``score`` is the score of the mode that was asked for (BM25, cosine, or
+    the fused score); ``bm25_score`` and ``dense_score`` are the raw scores of
+    each retriever when it saw the passage, else ``None``.
+    """
+
+    passage: Passage
+    score: float
+    rank: int
+    bm25_score: float | None = None
+    dense_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        row = self.passage.to_dict()
+        row.update(
+            rank=self.rank,
+            score=self.score,
+            bm25_score=self.bm25_score,
+            dense_score=self.dense_score,
+        )
+        return row

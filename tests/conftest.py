@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fixtures import write_corpus  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "docs")
+
+
+@pytest.fixture(scope="session")
+def built_index(tmp_path_factory, corpus_dir):
+    """An index of the fixture corpus with the bundled encoder (read-only in tests)."""
+    from rag_qa import Index
+
+    directory = tmp_path_factory.mktemp("idx") / "index"
+    return Index.build([corpus_dir], directory, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A small randomly initialised sentence-transformers model (another encoder)."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    from rag_qa.models import default_encoder_path
+
+    import torch
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny") / "encoder"
+    base = default_encoder_path()
+    word = models.Transformer(str(base))
+    config = BertConfig(vocab_size=word.model.config.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    word.model = BertModel(config)
+    pooling = models.Pooling(32, pooling_mode="mean")
+    SentenceTransformer(modules=[word, pooling], device="cpu").save(str(out))
+    return out

@@ -1,0 +1,128 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from fixtures import write_corpus
+from rag_qa.cli import cli
+
+
+@pytest.fixture()
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cli_index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    docs = write_corpus(root / "docs")
+    result = CliRunner().invoke(cli, ["-q", "index", str(docs), "--index-dir", str(root / "index")])
+    assert result.exit_code == 0, result.output
+    return root / "index"
+
+
+def test_index_prints_a_one_line_summary(runner, tmp_path):
+    docs = write_corpus(tmp_path / "docs")
+    (docs / "junk.txt").write_bytes(b"\x00\x01\x02binary")
+    result = runner.invoke(cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "index")])
+    assert result.exit_code == 0
+    assert "6 documents" in result.output and "6 added" in result.output and "1 skipped" in result.output
+    again = runner.invoke(cli, ["-q", "index", "--index-dir", str(tmp_path / "index"), "--json"])
+    report = json.loads(again.output)
+    assert report["unchanged"] == 6 and report["embedded"] == 0
+    assert report["skipped"][0]["path"].endswith("junk.txt")
+
+
+def test_search_text_and_json(runner, cli_index):
+    result = runner.invoke(cli, ["search", "Which planet is the largest?", "--index-dir", str(cli_index), "-k", "2"])
+    assert result.exit_code == 0
+    assert result.output.startswith("1. ") and "space.html" in result.output.splitlines()[0]
+    result = runner.invoke(cli, ["search", "volcano", "--index-dir", str(cli_index), "--mode", "bm25", "--json"])
+    hits = json.loads(result.output)
+    assert hits[0]["title"] == "Volcanoes" and hits[0]["rank"] == 1
+    assert {"source", "start", "end", "score", "bm25_score", "dense_score", "text", "id"} <= set(hits[0])
+
+
+def test_search_source_filter(runner, cli_index):
+    result = runner.invoke(cli, ["search", "planet", "--index-dir", str(cli_index), "--source", "*.md", "--json"])
+    assert {h["source"].rsplit("/", 1)[-1] for h in json.loads(result.output)} == {"guide.md"}
+
+
+def test_info(runner, cli_index):
+    result = runner.invoke(cli, ["info", "--index-dir", str(cli_index), "--json"])
+    info = json.loads(result.output)
+    assert info["documents"] == 6 and info["faiss"]["type"] == "Flat"
+    assert "Documents:  6" in runner.invoke(cli, ["info", "--index-dir", str(cli_index)]).output
+
+
+def one_line_error(result, *words):
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in lines[0]
+
+
+def test_empty_query(runner, cli_index):
+    one_line_error(runner.invoke(cli, ["search", "  ", "--index-dir", str(cli_index)]), "query is empty")
+
+
+def test_missing_index(runner, tmp_path):
+    one_line_error(runner.invoke(cli, ["search", "q", "--index-dir", str(tmp_path / "nope")]), "no index", "ragqa index")
+
+
+def test_missing_path(runner, tmp_path):
+    one_line_error(runner.invoke(cli, ["-q", "index", str(tmp_path / "nope"), "--index-dir", str(tmp_path / "i")]), "does not exist")
+
+
+def test_empty_folder_keeps_the_old_index(runner, tmp_path, cli_index):
+    (tmp_path / "empty").mkdir()
+    import shutil
+
+    copy = tmp_path / "index"
+    shutil.copytree(cli_index, copy)
+    before = (copy / "manifest.json").read_bytes()
+    one_line_error(runner.invoke(cli, ["-q", "index", str(tmp_path / "empty"), "--index-dir", str(copy)]), "no readable documents", "nothing was changed")
+    assert (copy / "manifest.json").read_bytes() == before
+
+
+def test_folder_of_unreadable_files(runner, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_bytes(b"")
+    (tmp_path / "d" / "b.txt").write_bytes(b"\x00" * 100)
+    result = runner.invoke(cli, ["-q", "index", str(tmp_path / "d"), "--index-dir", str(tmp_path / "i")])
+    one_line_error(result, "2 skipped")
+
+
+def test_corrupt_index(runner, tmp_path, cli_index):
+    import shutil
+
+    copy = tmp_path / "index"
+    shutil.copytree(cli_index, copy)
+    (copy / "manifest.json").write_text("{ not json")
+    one_line_error(runner.invoke(cli, ["search", "q", "--index-dir", str(copy)]), "not valid JSON", "ragqa index")
+
+
+def test_bad_encoder_directory(runner, tmp_path):
+    docs = write_corpus(tmp_path / "docs")
+    (tmp_path / "enc").mkdir()
+    (tmp_path / "enc" / "config.json").write_text("{}")
+    (tmp_path / "enc" / "pytorch_model.bin").write_bytes(b"not loaded")
+    result = runner.invoke(cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "i"), "--encoder", str(tmp_path / "enc")])
+    one_line_error(result, "no safetensors weights", "pytorch_model.bin")
+
+
+def test_bad_config(runner, tmp_path):
+    docs = write_corpus(tmp_path / "docs")
+    (tmp_path / "c.yaml").write_text("chunking: {sise: 10}\n")
+    result = runner.invoke(cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "i"), "--config", str(tmp_path / "c.yaml")])
+    one_line_error(result, "unknown key(s) sise")
+
+
+def test_help_does_not_import_torch():
+    code = "import sys\nfrom rag_qa.cli import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, 'faiss' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False False"

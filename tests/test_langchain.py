@@ -1,0 +1,29 @@
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+
+from rag_qa.integrations.langchain import RagQARetriever
+
+
+def test_retriever_returns_documents_with_source_and_offsets(built_index, corpus_dir):
+    retriever = RagQARetriever(index_dir=str(built_index.directory), k=2)
+    assert isinstance(retriever, BaseRetriever)
+    docs = retriever.invoke("Which planet is the largest?")
+    assert len(docs) == 2 and all(isinstance(d, Document) for d in docs)
+    top = docs[0]
+    assert top.metadata["source"].endswith("space.html")
+    assert top.metadata["title"] == "The planets"
+    assert top.metadata["rank"] == 1 and top.metadata["score"] > docs[1].metadata["score"]
+    assert "Jupiter is the largest planet" in top.page_content
+    assert {"start", "end", "passage_id", "bm25_score", "dense_score"} <= set(top.metadata)
+
+
+def test_offsets_recover_the_text_from_the_file(built_index, corpus_dir):
+    retriever = RagQARetriever.from_index(built_index, k=1, mode="bm25")
+    (doc,) = retriever.invoke("manifest checksum")
+    text = (corpus_dir / "guide.md").read_text()
+    assert text[doc.metadata["start"] : doc.metadata["end"]] == doc.page_content
+
+
+def test_source_filter_is_passed_through(built_index):
+    docs = RagQARetriever.from_index(built_index, k=5, source="*.jsonl").invoke("anything about rivers")
+    assert docs and {d.metadata["source"].rsplit("/", 1)[-1] for d in docs} == {"records.jsonl"}

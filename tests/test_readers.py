@@ -1,0 +1,92 @@
+import json
+import logging
+import os
+
+import pytest
+
+from fixtures import PDF_TEXT, make_pdf
+from rag_qa.errors import InputError
+from rag_qa.ingest import IngestReport, iter_documents
+
+
+def read(paths, report=None):
+    return list(iter_documents(paths, report if report is not None else IngestReport()))
+
+
+def test_reads_every_supported_format(corpus_dir):
+    report = IngestReport()
+    docs = read([corpus_dir], report)
+    by_source = {d.source.rsplit("/", 1)[-1]: d for d in docs}
+    assert report.read == 5 and not report.skipped
+    assert by_source["guide.md"].title == "Installing the tool"
+    html = by_source["space.html"]
+    assert html.title == "The planets"
+    assert "Jupiter is the largest planet" in html.text
+    assert "should not be indexed" not in html.text and "color: red" not in html.text
+    assert PDF_TEXT in by_source["paper.pdf"].text
+    jsonl = [d for d in docs if d.source.endswith("records.jsonl")]
+    assert [d.title for d in jsonl] == ["Volcanoes", "Rivers"]
+    assert jsonl[0].metadata["topic"] == "geology" and jsonl[0].metadata["line"] == 1
+
+
+def test_detects_latin1_and_utf16(tmp_path):
+    (tmp_path / "latin.txt").write_bytes("Café crème brûlée, déjà vu à la française.".encode("latin-1"))
+    (tmp_path / "wide.txt").write_bytes("Übergrößenträger".encode("utf-16"))
+    texts = {d.source.rsplit("/", 1)[-1]: d.text for d in read([tmp_path])}
+    assert texts["latin.txt"] == "Café crème brûlée, déjà vu à la française."
+    assert texts["wide.txt"] == "Übergrößenträger"
+
+
+def test_bad_files_are_skipped_with_one_warning_each(tmp_path, caplog):
+    (tmp_path / "good.txt").write_text("Readable text.")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)) * 10)
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    report = IngestReport()
+    with caplog.at_level(logging.WARNING, logger="rag_qa"):
+        docs = read([tmp_path], report)
+    assert [d.text for d in docs] == ["Readable text."]
+    reasons = dict(report.skipped)
+    assert set(os.path.basename(p) for p in reasons) == {"empty.txt", "binary.txt", "broken.pdf"}
+    assert "binary" in reasons[str(tmp_path / "binary.txt")]
+    assert report.ignored == 1  # the .png is not a supported type
+    assert len([r for r in caplog.records if r.name.startswith("rag_qa") and r.levelno == logging.WARNING]) == 3
+
+
+def test_bad_jsonl_line_is_reported_with_its_line_number(tmp_path):
+    lines = [json.dumps({"id": "a", "text": "first"}), "{not json", json.dumps({"id": "b"}), json.dumps({"id": "c", "text": "third"})]
+    (tmp_path / "rows.jsonl").write_text("\n".join(lines))
+    report = IngestReport()
+    docs = read([tmp_path / "rows.jsonl"], report)
+    assert [d.text for d in docs] == ["first", "third"]
+    assert [p.rsplit(":", 1)[1] for p, _ in report.skipped] == ["2", "3"]
+
+
+def test_missing_path_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read([tmp_path / "nope"])
+
+
+def test_symlink_loop_does_not_trap_the_walk(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "doc.txt").write_text("Inside the loop.")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path / "a", target_is_directory=True)
+    assert [d.text for d in read([tmp_path])] == ["Inside the loop."]
+
+
+def test_hidden_folders_are_skipped(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD.txt").write_text("hidden")
+    (tmp_path / "shown.txt").write_text("shown")
+    assert [d.text for d in read([tmp_path])] == ["shown"]
+
+
+def test_pdf_passages_record_their_page(tmp_path):
+    from rag_qa.config import ChunkingConfig
+    from rag_qa.ingest import chunk_document
+
+    (tmp_path / "p.pdf").write_bytes(make_pdf("One page of text."))
+    (doc,) = read([tmp_path])
+    (passage,) = chunk_document(doc, ChunkingConfig())
+    assert passage.metadata["page"] == 1
