@@ -85,15 +85,16 @@ def main(argv: list[str] | None = None) -> dict:
         t = timed(rank_bm25_run, repeat=1, warmup=0)
         bm25["rank-bm25"] = {**t, "queries": len(few), "qps": len(few) / t["median_s"]}
 
-        # Agreement with rank-bm25 on the same questions: identical top-10 lists.
+        # Agreement with rank-bm25 on the same questions: the same top-10, where
+        # passages with tied scores may come in either order.
         ours = idx.search_batch(few, k=10, mode="bm25")
         row_of = {p.passage_id: i for i, p in enumerate(idx.passages)}
-        ref_top = rank_bm25_run()
         same = 0
-        for hits, ref, q in zip(ours, ref_top, few):
+        for hits, q in zip(ours, few):
             scores = reference.get_scores(tokenize(q))
-            ref_list = [int(i) for i in ref if scores[i] > 0]
-            same += [row_of[h.passage.passage_id] for h in hits] == ref_list[: len(hits)] and len(hits) == len(ref_list)
+            expected = np.sort(scores[scores > 0])[::-1][:10]
+            got = scores[[row_of[h.passage.passage_id] for h in hits]]
+            same += len(got) == len(expected) and bool(np.allclose(got, expected, rtol=1e-5, atol=1e-6))
         bm25["agreement_top10_with_rank_bm25"] = same / len(few)
         results["bm25"] = bm25
 
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"Corpus: {c['documents']:,} documents -> {c['passages']:,} passages; {c['queries']:,} questions; {results['machine']['cpu']} ({results['machine']['cores']} cores)")
     print(table)
     print(f"Indexing: {results['indexing']['passages_per_s']:,.1f} passages/s ({results['indexing']['seconds']:.1f} s, read + chunk + embed + BM25 + FAISS + write)")
-    print(f"Top-10 identical to rank-bm25 for {b['agreement_top10_with_rank_bm25']:.1%} of {b['rank-bm25']['queries']} questions")
+    print(f"Top-10 the same as rank-bm25's (ties in any order) for {b['agreement_top10_with_rank_bm25']:.1%} of {b['rank-bm25']['queries']} questions")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -90,3 +90,24 @@ def test_pdf_passages_record_their_page(tmp_path):
     (doc,) = read([tmp_path])
     (passage,) = chunk_document(doc, ChunkingConfig())
     assert passage.metadata["page"] == 1
+
+
+def test_file_over_the_size_limit_is_skipped_and_the_rest_read(tmp_path):
+    (tmp_path / "big.txt").write_text("word " * (2 * 1024 * 1024 // 5 + 1))  # just over 2 MB
+    (tmp_path / "small.txt").write_text("Small file.")
+    report = IngestReport()
+    docs = list(iter_documents([tmp_path], report, max_file_mb=1))
+    assert [d.text for d in docs] == ["Small file."]
+    assert "max_file_mb" in report.skipped[0][1]
+
+
+def test_ten_megabyte_file_is_read_and_chunked(tmp_path):
+    from rag_qa.config import ChunkingConfig
+    from rag_qa.ingest import chunk_document
+
+    sentence = "The quick brown fox jumps over the lazy dog again. "
+    (tmp_path / "large.txt").write_text(sentence * (10 * 1024 * 1024 // len(sentence)))
+    (doc,) = read([tmp_path])
+    passages = chunk_document(doc, ChunkingConfig())
+    assert len(passages) > 10_000
+    assert passages[-1].end == len(doc.text.rstrip())

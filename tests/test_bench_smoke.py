@@ -1,0 +1,42 @@
+"""The benchmark scripts run end to end on a tiny corpus, so they do not rot."""
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+
+
+def write_tiny_data(root: Path) -> Path:
+    squad = {"version": "1.1", "data": [
+        {"title": f"Article_{a}", "paragraphs": [
+            {"context": f"Article {a} paragraph {p} talks about topic{a}{p} and shared words.",
+             "qas": [{"id": f"q{a}{p}", "question": f"What about topic{a}{p}?", "answers": [{"text": f"topic{a}{p}", "answer_start": 30}]}]}
+            for p in range(4)]}
+        for a in range(5)]}
+    (root / "squad_v1.1").mkdir(parents=True)
+    with gzip.open(root / "squad_v1.1" / "train-v1.1.json.gz", "wt", encoding="utf-8") as fh:
+        json.dump(squad, fh)
+    scifact = root / "scifact_beir"
+    scifact.mkdir()
+    (scifact / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": str(i), "title": f"Study {i}", "text": f"Cells of type {i} respond to drug {i}."}) for i in range(10)))
+    (scifact / "queries.jsonl").write_text("\n".join(json.dumps({"_id": str(i), "text": f"Drug {i} changes cells."}) for i in range(5)))
+    return root
+
+
+@pytest.mark.slow
+def test_retrieval_speed_runs_and_writes_results(tmp_path, capsys):
+    import retrieval_speed
+
+    data = write_tiny_data(tmp_path / "data")
+    out = tmp_path / "results.json"
+    results = retrieval_speed.main(["--data", str(data), "--queries", "10", "--rank-bm25-queries", "5", "--dense-queries", "5", "--repeat", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "| BM25 ragqa (1 thread) |" in printed and "rank-bm25" in printed
+    saved = json.loads(out.read_text())
+    assert saved["corpus"]["documents"] == 30
+    assert saved["bm25"]["agreement_top10_with_rank_bm25"] == 1.0
+    assert results["bm25"]["ragqa"]["qps"] > 0 and "cpu" in saved["machine"]
