@@ -11,16 +11,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "Answer",
     "Document",
     "Index",
     "IndexConfig",
     "Passage",
+    "RagQA",
     "RagQAError",
+    "Reader",
     "ScoredPassage",
     "__version__",
 ]
 
 _EXPORTS = {
+    "Answer": "rag_qa.types",
+    "RagQA": "rag_qa.pipeline",
+    "Reader": "rag_qa.reading.reader",
     "Document": "rag_qa.types",
     "Passage": "rag_qa.types",
     "ScoredPassage": "rag_qa.types",
@@ -32,8 +38,10 @@ _EXPORTS = {
 if TYPE_CHECKING:  # pragma: no cover
     from rag_qa.config import IndexConfig
     from rag_qa.errors import RagQAError
+    from rag_qa.pipeline import RagQA
+    from rag_qa.reading.reader import Reader
     from rag_qa.retrieval.index import Index
-    from rag_qa.types import Document, Passage, ScoredPassage
+    from rag_qa.types import Answer, Document, Passage, ScoredPassage
 
 
 def __getattr__(name: str) -> Any:

@@ -167,6 +167,103 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
     click.echo("\n".join(lines))
 
 
+@cli.command("ask")
+@click.argument("question")
+@index_dir_option
+@click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Passages to read.")
+@click.option("--answers", "n_answers", type=click.IntRange(min=1), default=1, show_default=True, help="How many answers to show.")
+@click.option("--mode", type=click.Choice(["bm25", "dense", "hybrid"]), default="hybrid", show_default=True, help="Retriever.")
+@click.option("--source", help="Only read passages whose source path matches this glob.")
+@click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader model directory (default: the reader shipped with ragqa).")
+@click.option("--no-answer-threshold", type=float, help="How far the best answer must beat 'no answer' (higher = answer less often).")
+@click.option("--show-context", is_flag=True, help="Also print the passages that were read.")
+@click.option("--json", "as_json", is_flag=True, help="Print answers as JSON.")
+def ask_cmd(question: str, index_dir: Path, k: int, n_answers: int, mode: str, source: str | None, reader_dir: Path | None, no_answer_threshold: float | None, show_context: bool, as_json: bool) -> None:
+    """Answer QUESTION from the indexed documents.
+
+    Prints the answer, its confidence, where it is (file, line, characters)
+    and the sentence around it. Says so plainly when the documents hold no
+    answer.
+    """
+    from rag_qa.pipeline import RagQA
+
+    settings = {"no_answer_threshold": no_answer_threshold} if no_answer_threshold is not None else {}
+    qa = RagQA.load(index_dir, reader=reader_dir, **settings)
+    result = qa.ask_full(question, top_k_passages=k, top_k_answers=n_answers, mode=mode, source=source)
+    if as_json:
+        click.echo(json.dumps({
+            "question": result.question,
+            "answers": [a.to_dict() for a in result.answers],
+            "no_answer_margin": result.no_answer_margin,
+            "passages": [h.to_dict() for h in result.passages] if show_context else None,
+        }, indent=2, ensure_ascii=False))
+        return
+    if not result.answers:
+        click.echo("No answer found in the indexed documents" + (" (no passage matched)." if not result.passages else "; the best candidate fell below the no-answer threshold."))
+    for i, answer in enumerate(result.answers, start=1):
+        where = f"{answer.source}" + (f":{answer.line}" if answer.line else "") + f" (characters {answer.start}-{answer.end})"
+        prefix = f"{i}. " if len(result.answers) > 1 else ""
+        click.echo(click.style(prefix + " ".join(answer.text.split()), bold=True) + f"   confidence {answer.score:.2f}")
+        click.echo(f"   {where}")
+        context = answer.context
+        at = context.find(answer.text)
+        if at >= 0:
+            context = context[:at] + click.style(f"[{answer.text}]", fg="green", bold=True) + context[at + len(answer.text):]
+        click.echo(f"   \"{' '.join(context.split())}\"")
+    if show_context:
+        click.echo("\nPassages read:")
+        for hit in result.passages:
+            click.echo(f"  {hit.rank}. {hit.passage.source} [{hit.passage.start}:{hit.passage.end}] score {hit.score:.4f}")
+
+
+@cli.command("eval-reader")
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON (.json or .json.gz) with gold passages.")
+@click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader directory (default: the shipped reader).")
+@click.option("--limit", type=int, help="Evaluate on the first N questions.")
+@click.option("--held-out", is_flag=True, help="Only the articles ragqa holds out of training (for the SQuAD train file).")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None, held_out: bool, as_json: bool) -> None:
+    """SQuAD exact match and F1 of a reader given the gold passages, and its speed."""
+    from rag_qa.evaluation.reader_eval import evaluate_reader
+    from rag_qa.reading.reader import Reader
+
+    results = evaluate_reader(Reader(reader_dir), data_path, limit=limit, held_out_only=held_out)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        click.echo(f"EM {results['exact_match']:.2f}  F1 {results['f1']:.2f}  on {results['questions']:,} questions; {results['passages_per_s']:.1f} passages/s")
+
+
+@cli.command("train-reader")
+@click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD v1.1/v2.0 JSON (.json or .json.gz).")
+@click.option("--eval", "eval_path", type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON to evaluate on (default: articles held out of --train).")
+@click.option("--base", type=click.Path(file_okay=False, path_type=Path), help="Local model directory to start from (default: the bundled MiniLM).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models/reader"), show_default=True, help="Where the trained reader is saved.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML settings (see configs/train_reader.yaml).")
+@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
+@click.option("--max-train-examples", type=int, help="Train on a random subset of this many questions.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
+@click.pass_context
+def train_reader_cmd(ctx: click.Context, train_path: Path, eval_path: Path | None, base: Path | None, out_dir: Path, config_path: Path | None, max_steps: int | None, max_train_examples: int | None, resume: bool) -> None:
+    """Fine-tune an extractive reader on SQuAD-format questions.
+
+    Evaluates SQuAD exact match and F1 on held-out questions as it trains,
+    stops early when F1 stops improving, keeps the best checkpoint, and saves
+    a plain transformers model directory with eval_results.json and a model
+    card to OUT.
+    """
+    import dataclasses
+
+    from rag_qa.training.reader import ReaderTrainConfig, train_reader
+
+    config = ReaderTrainConfig.from_yaml(config_path) if config_path else ReaderTrainConfig()
+    overrides = {k: v for k, v in {"base": str(base) if base else None, "max_steps": max_steps, "max_train_examples": max_train_examples}.items() if v is not None}
+    config = dataclasses.replace(config, **overrides)
+    logging.getLogger("rag_qa").setLevel(logging.INFO if not ctx.obj["quiet"] else logging.ERROR)
+    results = train_reader(train_path, out_dir, config, eval_path=eval_path, resume=resume, show_progress=not ctx.obj["quiet"])
+    click.echo(f"Reader saved to {out_dir}: EM {results['exact_match']:.2f}, F1 {results['f1']:.2f} on {results['eval_questions']:,} held-out questions ({results['steps']:,} steps)")
+
+
 def main() -> None:
     cli(obj={})
 

@@ -84,3 +84,46 @@ class ScoredPassage:
             dense_score=self.dense_score,
         )
         return row
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer span found by the reader.
+
+    ``start`` and ``end`` are character offsets into the source document
+    (``passage.start + offset in passage``); ``score`` is the confidence in
+    [0, 1] that this is the answer, over all candidates of the question.
+    """
+
+    text: str
+    score: float
+    start: int
+    end: int
+    source: str
+    passage: Passage
+    logit: float  # the reader's start + end logit
+    retriever_score: float | None = None
+    line: int | None = None  # 1-based line of ``start`` in the source, when known
+
+    @property
+    def context(self) -> str:
+        """The sentence around the answer, from the passage."""
+        from rag_qa.ingest.chunking import sentence_around
+
+        offset = self.start - self.passage.start
+        return sentence_around(self.passage.text, offset, offset + len(self.text))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "score": self.score,
+            "start": self.start,
+            "end": self.end,
+            "source": self.source,
+            "line": self.line,
+            "logit": self.logit,
+            "retriever_score": self.retriever_score,
+            "context": self.context,
+            "passage_id": self.passage.passage_id,
+            "doc_id": self.passage.doc_id,
+        }

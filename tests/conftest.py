@@ -62,3 +62,20 @@ def tiny_encoder(tmp_path_factory) -> Path:
     pooling = models.Pooling(32, pooling_mode="mean")
     SentenceTransformer(modules=[word, pooling], device="cpu").save(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qa_base(tmp_path_factory) -> Path:
+    """A small randomly initialised BERT question-answering model with a real tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+    from rag_qa.models import default_encoder_path
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tinyqa") / "base"
+    tokenizer = AutoTokenizer.from_pretrained(str(default_encoder_path()), local_files_only=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, max_position_embeddings=512)
+    BertForQuestionAnswering(config).save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return out

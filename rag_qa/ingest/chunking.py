@@ -65,12 +65,15 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
     units = _units(_sentence_ranges(doc.text, words), config.size)
     passages: list[Passage] = []
     first = 0
+    line, counted_to = 1, 0  # 1-based line number at offset ``counted_to``
     while first < len(units):
         last = first
         while last + 1 < len(units) and units[last + 1][1] - units[first][0] <= config.size:
             last += 1
         start, end = words[units[first][0]][0], words[units[last][1] - 1][1]
-        passages.append(_make_passage(doc, start, end))
+        line += doc.text.count("\n", counted_to, start)
+        counted_to = start
+        passages.append(_make_passage(doc, start, end, line))
         if last == len(units) - 1:
             break
         # Step back over whole trailing units while they fit in the overlap and
@@ -86,10 +89,19 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
     return passages
 
 
-def _make_passage(doc: Document, start: int, end: int) -> Passage:
+def sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence(s) of ``text`` that contain the span ``[start, end)``."""
+    sentences = split_sentences(text)
+    first = next((s for s, e in sentences if e > start), 0)
+    last = next((e for s, e in reversed(sentences) if s < end), len(text))
+    return text[min(first, start) : max(last, end)]
+
+
+def _make_passage(doc: Document, start: int, end: int, line: int) -> Passage:
     text = doc.text[start:end]
     digest = hashlib.sha1(f"{doc.doc_id}\0{start}\0{end}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
     metadata = {k: v for k, v in doc.metadata.items() if k != "page_starts"}
+    metadata.setdefault("line", line)  # a JSONL document keeps its line in the file
     page_starts = doc.metadata.get("page_starts")
     if page_starts:
         metadata["page"] = _page_of(page_starts, start)

@@ -1,0 +1,1 @@
+"""Reading: extracting answer spans from passages."""

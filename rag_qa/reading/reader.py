@@ -1,0 +1,219 @@
+"""The extractive reader: a transformers QA model over retrieved passages."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from rag_qa.errors import InputError, ModelError
+from rag_qa.evaluation.metrics import normalize_answer
+from rag_qa.models import check_model_dir
+from rag_qa.reading.spans import Span, decode_window, softmax
+from rag_qa.types import Answer, Passage
+
+logger = logging.getLogger(__name__)
+
+READER_SETTINGS = "ragqa_reader.json"  # fitted settings saved beside a reader's weights
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """How the reader reads. ``temperature``, ``retriever_weight`` and
+    ``no_answer_threshold`` are fitted on held-out data and stored in the
+    reader directory's ``ragqa_reader.json``; arguments given here win."""
+
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_answer_length: int = 30  # tokens
+    top_n: int = 20  # start and end candidates per window
+    batch_size: int = 16
+    temperature: float = 1.0
+    retriever_weight: float = 0.0  # logit bonus for the passage's normalised retriever score
+    no_answer_threshold: float = 0.0  # answer only when best span score - null score exceeds this
+    device: str | None = None
+    precision: str = "auto"
+
+
+def default_reader_path() -> Path:
+    """The reader shipped inside the package."""
+    return Path(__file__).resolve().parent.parent / "resources" / "reader"
+
+
+def load_reader_settings(path: Path) -> dict[str, Any]:
+    file = path / READER_SETTINGS
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ModelError(f"{file} is not valid JSON: {exc}") from exc
+    known = set(ReaderConfig.__dataclass_fields__)
+    return {k: v for k, v in data.items() if k in known}
+
+
+class Reader:
+    """Finds answer spans in passages. Loads its model on first use."""
+
+    def __init__(self, path: str | Path | None = None, config: ReaderConfig | None = None, **overrides: Any):
+        self.path = check_model_dir(path if path is not None else default_reader_path(), kind="reader")
+        fitted = load_reader_settings(self.path)
+        base = config if config is not None else ReaderConfig(**fitted)
+        self.config = replace(base, **overrides) if overrides else base
+        if self.config.doc_stride >= self.config.max_seq_length:
+            raise InputError(f"doc_stride ({self.config.doc_stride}) must be smaller than max_seq_length ({self.config.max_seq_length})")
+        self._model = None
+        self._tokenizer = None
+
+    def warm_up(self) -> "Reader":
+        """Load the tokenizer and model now rather than on the first question."""
+        if self._model is not None:
+            return self
+        import torch
+        from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+
+        from rag_qa.retrieval.dense import resolve_device, resolve_precision
+
+        try:
+            cfg = AutoConfig.from_pretrained(str(self.path), local_files_only=True, trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"reader directory {self.path}: {exc}".replace("\n", " ")) from exc
+        archs = cfg.architectures or []
+        if archs and not any(a.endswith("ForQuestionAnswering") for a in archs):
+            raise ModelError(
+                f"reader directory {self.path} holds a {', '.join(archs)} model, not a question-answering model: "
+                "train one with `ragqa train-reader` or pass another --reader"
+            )
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), use_fast=True, local_files_only=True)
+            device = resolve_device(self.config.device)
+            dtype = getattr(torch, resolve_precision(self.config.precision, device))
+            model = AutoModelForQuestionAnswering.from_pretrained(str(self.path), local_files_only=True, trust_remote_code=False, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"reader directory {self.path} could not be loaded: {exc}".replace("\n", " ")) from exc
+        if not self._tokenizer.is_fast:
+            raise ModelError(f"reader directory {self.path} has no fast tokenizer (tokenizer.json), which the reader needs")
+        self._model = model.to(device).eval()
+        self._device = device
+        return self
+
+    # ------------------------------------------------------------------ windows
+    def _encode(self, questions: Sequence[str], contexts: Sequence[str]):
+        return self._tokenizer(
+            list(questions),
+            list(contexts),
+            truncation="only_second",
+            max_length=self.config.max_seq_length,
+            stride=self.config.doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding="longest",
+            return_tensors="np",
+        )
+
+    def _logits(self, enc) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        starts, ends = [], []
+        n = len(enc["input_ids"])
+        with torch.inference_mode():
+            for i in range(0, n, self.config.batch_size):
+                batch = {k: torch.as_tensor(enc[k][i : i + self.config.batch_size], device=self._device) for k in names}
+                out = self._model(**batch)
+                starts.append(out.start_logits.float().cpu().numpy())
+                ends.append(out.end_logits.float().cpu().numpy())
+        return np.concatenate(starts), np.concatenate(ends)
+
+    def spans(self, question: str, contexts: Sequence[str]) -> tuple[list[list[Span]], list[float]]:
+        """Candidate spans per context (character offsets into it) and each context's no-answer score."""
+        return self.pair_spans([question] * len(contexts), contexts)
+
+    def pair_spans(self, questions: Sequence[str], contexts: Sequence[str]) -> tuple[list[list[Span]], list[float]]:
+        """:meth:`spans` for (question, context) pairs, batched across questions."""
+        self.warm_up()
+        if not contexts:
+            return [], []
+        enc = self._encode(questions, contexts)
+        start_logits, end_logits = self._logits(enc)
+        per_context: list[list[Span]] = [[] for _ in contexts]
+        null = [float("inf")] * len(contexts)
+        for w, ctx_index in enumerate(enc["overflow_to_sample_mapping"]):
+            seq_ids = enc.sequence_ids(w)
+            offsets = [tuple(int(x) for x in o) if seq_ids[j] == 1 else None for j, o in enumerate(enc["offset_mapping"][w])]
+            found, null_score = decode_window(start_logits[w], end_logits[w], offsets, self.config.max_answer_length, self.config.top_n, window=w)
+            per_context[ctx_index].extend(found)
+            # As in SQuAD 2.0 decoding: the window most sure that it holds an answer decides.
+            null[ctx_index] = min(null[ctx_index], null_score)
+        return per_context, null
+
+    # ------------------------------------------------------------------ answers
+    def read(self, question: str, passages: Sequence[Passage], top_k: int = 3, retriever_scores: Sequence[float] | None = None) -> list[Answer]:
+        """The ``top_k`` best answers to ``question`` in ``passages``, best first.
+
+        Spans with the same normalised text are merged (their probabilities
+        add up). Returns an empty list when the best span does not beat the
+        no-answer score by ``no_answer_threshold``.
+        """
+        answers, _ = self.read_with_null(question, passages, top_k, retriever_scores)
+        return answers
+
+    def read_with_null(self, question: str, passages: Sequence[Passage], top_k: int = 3, retriever_scores: Sequence[float] | None = None) -> tuple[list[Answer], float]:
+        """Like :meth:`read`, also returning the margin of the best span over no-answer."""
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("the question is empty: ask something")
+        if not passages:
+            return [], float("-inf")
+        per_passage, null = self.spans(question.strip(), [p.text for p in passages])
+        bonus = self._retriever_bonus(retriever_scores, len(passages))
+        cands: list[tuple[float, Span, int]] = []
+        for i, spans in enumerate(per_passage):
+            cands.extend((sp.score + bonus[i], sp, i) for sp in spans)
+        if not cands:
+            return [], float("-inf")
+        cands.sort(key=lambda c: -c[0])
+        null_score = min(null)
+        margin = cands[0][1].score - null_score
+        if margin < self.config.no_answer_threshold:
+            return [], margin
+        probs = softmax([c[0] for c in cands] + [null_score], self.config.temperature)[:-1]
+        merged: dict[str, list] = {}
+        for prob, (score, span, i) in zip(probs, cands):
+            key = normalize_answer(passages[i].text[span.start : span.end]) or passages[i].text[span.start : span.end]
+            if key in merged:
+                merged[key][0] += prob
+            else:
+                merged[key] = [prob, score, span, i]
+        ranked = sorted(merged.values(), key=lambda m: -m[0])[:top_k]
+        return [self._answer(prob, score, span, passages[i], retriever_scores[i] if retriever_scores is not None else None) for prob, score, span, i in ranked], margin
+
+    def _retriever_bonus(self, scores: Sequence[float] | None, n: int) -> np.ndarray:
+        if scores is None or self.config.retriever_weight == 0:
+            return np.zeros(n)
+        values = np.asarray(scores, dtype=np.float64)
+        top = values.max()
+        return self.config.retriever_weight * (values / top if top > 0 else np.zeros(n))
+
+    @staticmethod
+    def _answer(prob: float, score: float, span: Span, passage: Passage, retriever_score: float | None) -> Answer:
+        line = passage.metadata.get("line")
+        if isinstance(line, int) and not passage.source.endswith(".jsonl"):
+            line += passage.text.count("\n", 0, span.start)
+        return Answer(
+            text=passage.text[span.start : span.end],
+            score=float(prob),
+            start=passage.start + span.start,
+            end=passage.start + span.end,
+            source=passage.source,
+            passage=passage,
+            logit=float(span.score),
+            retriever_score=retriever_score,
+            line=line if isinstance(line, int) else None,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        return asdict(self.config)

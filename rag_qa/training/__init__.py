@@ -1,0 +1,1 @@
+"""Fine-tuning jobs: the extractive reader and the dense encoder."""

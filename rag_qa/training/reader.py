@@ -1,0 +1,319 @@
+"""``ragqa train-reader``: fine-tune an extractive QA reader on SQuAD-format data.
+
+The Hugging Face Trainer runs the loop; this module prepares windowed
+features (offset mapping, [CLS] label for windows without the answer),
+evaluates with SQuAD EM/F1 on held-out questions, keeps the best checkpoint
+and writes a plain ``save_pretrained`` directory with ``eval_results.json``
+and a model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag_qa.config import load_yaml_config
+from rag_qa.errors import InputError
+from rag_qa.evaluation.metrics import squad_scores
+from rag_qa.reading.spans import decode_window
+from rag_qa.training.squad import QAExample, read_squad, split_by_article
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReaderTrainConfig:
+    """Settings of ``ragqa train-reader`` (``configs/train_reader.yaml``)."""
+
+    base: str | None = None  # a local model directory; None = the bundled MiniLM
+    max_seq_length: int = 256
+    doc_stride: int = 96
+    max_answer_length: int = 30
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    epochs: float = 2.0
+    batch_size: int = 32
+    max_steps: int = -1  # > 0 stops after this many optimizer steps
+    max_train_examples: int | None = None  # a random subset of the training questions
+    eval_examples: int | None = 1000  # held-out questions scored at each evaluation (None = all)
+    eval_steps: int = 500
+    early_stopping_patience: int = 3
+    held_out_percent: int = 5  # when no --eval file: articles held out by title hash
+    precision: str = "auto"  # auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32
+    seed: int = 42
+    logging_steps: int = 50
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "ReaderTrainConfig":
+        return load_yaml_config(cls, path)
+
+    def validate(self) -> "ReaderTrainConfig":
+        if self.doc_stride >= self.max_seq_length:
+            raise InputError(f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length})")
+        return self
+
+
+def _windows(examples: list[QAExample], tokenizer, max_length: int, stride: int):
+    """Question + context windows of ``max_length`` tokens overlapping by ``stride``."""
+    return tokenizer(
+        [e.question for e in examples],
+        [e.context for e in examples],
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
+
+
+def prepare_train_features(examples: list[QAExample], tokenizer, max_length: int, stride: int) -> dict[str, np.ndarray]:
+    """Tokenised windows with start/end token labels ([CLS] = 0 when the answer is outside)."""
+    enc = _windows(examples, tokenizer, max_length, stride)
+    starts, ends = [], []
+    for i, offsets in enumerate(enc["offset_mapping"]):
+        example = examples[enc["overflow_to_sample_mapping"][i]]
+        seq_ids = enc.sequence_ids(i)
+        if example.is_impossible or not example.answer_texts:
+            starts.append(0)
+            ends.append(0)
+            continue
+        a_start = example.answer_starts[0]
+        a_end = a_start + len(example.answer_texts[0])
+        ctx = [j for j, s in enumerate(seq_ids) if s == 1]
+        if not ctx or offsets[ctx[0]][0] > a_start or offsets[ctx[-1]][1] < a_end:
+            starts.append(0)
+            ends.append(0)
+            continue
+        s_tok = next(j for j in ctx if offsets[j][1] > a_start)
+        e_tok = next(j for j in reversed(ctx) if offsets[j][0] < a_end)
+        starts.append(s_tok)
+        ends.append(e_tok)
+    features = {k: np.asarray(enc[k]) for k in ("input_ids", "attention_mask") if k in enc}
+    if "token_type_ids" in enc:
+        features["token_type_ids"] = np.asarray(enc["token_type_ids"])
+    features["start_positions"] = np.asarray(starts)
+    features["end_positions"] = np.asarray(ends)
+    return features
+
+
+def prepare_eval_features(examples: list[QAExample], tokenizer, max_length: int, stride: int) -> tuple[dict[str, np.ndarray], list[int], list[list]]:
+    """Windows, the example each came from, and context-only offsets per token."""
+    enc = _windows(examples, tokenizer, max_length, stride)
+    offsets = []
+    for i, offs in enumerate(enc["offset_mapping"]):
+        seq_ids = enc.sequence_ids(i)
+        offsets.append([tuple(o) if seq_ids[j] == 1 else None for j, o in enumerate(offs)])
+    features = {k: np.asarray(enc[k]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    return features, list(enc["overflow_to_sample_mapping"]), offsets
+
+
+def best_answers(examples: list[QAExample], sample_map: list[int], offsets: list[list], start_logits: np.ndarray, end_logits: np.ndarray, max_answer_length: int) -> dict[str, str]:
+    """The best span of each example over all its windows (SQuAD v1: always answer)."""
+    best: dict[int, tuple[float, int, int]] = {}
+    for i, ex_index in enumerate(sample_map):
+        spans, _ = decode_window(start_logits[i], end_logits[i], offsets[i], max_answer_tokens=max_answer_length)
+        if spans and (ex_index not in best or spans[0].score > best[ex_index][0]):
+            best[ex_index] = (spans[0].score, spans[0].start, spans[0].end)
+    return {e.qid: (e.context[best[k][1] : best[k][2]] if k in best else "") for k, e in enumerate(examples)}
+
+
+class _ArrayDataset:
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
+        self.n = len(next(iter(arrays.values())))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        return {k: torch.as_tensor(v[i]) for k, v in self.arrays.items()}
+
+
+def _precision_flags(precision: str) -> dict[str, bool]:
+    import torch
+
+    from rag_qa.retrieval.dense import cpu_has_native_bf16
+
+    if precision == "auto":
+        if torch.cuda.is_available():
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if cpu_has_native_bf16() else "fp32"
+    return {"bf16": precision in ("bf16", "bfloat16"), "fp16": precision in ("fp16", "float16")}
+
+
+def train_reader(
+    train_path: str | Path,
+    out_dir: str | Path,
+    config: ReaderTrainConfig = ReaderTrainConfig(),
+    eval_path: str | Path | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune a reader and save it to ``out_dir``; returns the final eval results."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+
+    from rag_qa.models import check_model_dir, default_encoder_path
+
+    config.validate()
+    set_seed(config.seed)
+    out_dir = Path(out_dir)
+    base = check_model_dir(config.base or default_encoder_path(), kind="base model")
+
+    examples = read_squad(train_path)
+    if eval_path:
+        train_examples, eval_all = examples, read_squad(eval_path)
+        eval_source = str(eval_path)
+    else:
+        train_examples, eval_all = split_by_article(examples, config.held_out_percent)
+        eval_source = f"{train_path} articles held out by title hash ({config.held_out_percent}%)"
+        if not eval_all or not train_examples:
+            raise InputError(f"{train_path}: holding out articles left no training or no validation questions; pass --eval")
+    rng = random.Random(config.seed)
+    if config.max_train_examples and len(train_examples) > config.max_train_examples:
+        train_examples = rng.sample(train_examples, config.max_train_examples)
+    eval_examples = eval_all
+    if config.eval_examples and len(eval_all) > config.eval_examples:
+        eval_examples = random.Random(config.seed + 1).sample(eval_all, config.eval_examples)
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base), use_fast=True, local_files_only=True)
+    if not tokenizer.is_fast:
+        raise InputError(f"{base} has no fast tokenizer (tokenizer.json): the reader needs offset mappings")
+    model = AutoModelForQuestionAnswering.from_pretrained(str(base), local_files_only=True, trust_remote_code=False)
+
+    logger.info("tokenising %d training and %d evaluation questions", len(train_examples), len(eval_examples))
+    train_features = prepare_train_features(train_examples, tokenizer, config.max_seq_length, config.doc_stride)
+    eval_features, sample_map, eval_offsets = prepare_eval_features(eval_examples, tokenizer, config.max_seq_length, config.doc_stride)
+    references = {e.qid: list(e.answer_texts) for e in eval_examples}
+
+    class SquadTrainer(Trainer):
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            start = time.perf_counter()
+            output = self.predict(_ArrayDataset(eval_features), metric_key_prefix=metric_key_prefix)
+            start_logits, end_logits = output.predictions
+            predictions = best_answers(eval_examples, sample_map, eval_offsets, start_logits, end_logits, config.max_answer_length)
+            scores = squad_scores(predictions, references)
+            metrics = {
+                f"{metric_key_prefix}_exact_match": scores["exact_match"],
+                f"{metric_key_prefix}_f1": scores["f1"],
+                f"{metric_key_prefix}_questions": scores["count"],
+                f"{metric_key_prefix}_seconds": time.perf_counter() - start,
+            }
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+    n_features = len(train_features["input_ids"])
+    steps_per_epoch = math.ceil(n_features / config.batch_size)
+    total = config.max_steps if config.max_steps > 0 else int(steps_per_epoch * config.epochs)
+    eval_steps = min(config.eval_steps, max(total, 1))
+    args = TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=int(config.warmup_ratio * total),
+        lr_scheduler_type="linear",
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=max(config.batch_size, 64),
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_f1",
+        greater_is_better=True,
+        logging_steps=config.logging_steps,
+        report_to=[],
+        seed=config.seed,
+        disable_tqdm=not show_progress,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        **_precision_flags(config.precision),
+    )
+    trainer = SquadTrainer(
+        model=model,
+        args=args,
+        train_dataset=_ArrayDataset(train_features),
+        eval_dataset=_ArrayDataset({"input_ids": eval_features["input_ids"][:1]}),
+        processing_class=tokenizer,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)],
+    )
+    started = time.perf_counter()
+    resume_from = None
+    if resume:
+        checkpoints = sorted((out_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        resume_from = str(checkpoints[-1]) if checkpoints else None
+        if resume_from is None:
+            logger.warning("no checkpoint in %s to resume from; starting afresh", out_dir / "checkpoints")
+    trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = time.perf_counter() - started
+    final = trainer.evaluate()
+
+    model.to(torch.float32)
+    trainer.save_model(str(out_dir))
+    # The Trainer also pickles its arguments there; a model directory holds no pickle.
+    (out_dir / "training_args.bin").unlink(missing_ok=True)
+    results = {
+        "exact_match": final["eval_exact_match"],
+        "f1": final["eval_f1"],
+        "eval_questions": final["eval_questions"],
+        "eval_source": eval_source,
+        "train_questions": len(train_examples),
+        "train_windows": n_features,
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_seconds": train_seconds,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "config": dataclasses.asdict(config),
+        "base": str(base),
+        "log_history": trainer.state.log_history,
+    }
+    (out_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_model_card(out_dir, results, train_path)
+    return results
+
+
+def write_model_card(out_dir: Path, results: dict[str, Any], train_path: str | Path) -> None:
+    import torch
+    import transformers
+
+    from rag_qa import __version__
+
+    cfg = results["config"]
+    card = f"""# ragqa extractive reader
+
+An extractive question-answering model (`AutoModelForQuestionAnswering`),
+fine-tuned with `ragqa train-reader`.
+
+| | |
+|---|---|
+| base model | `{Path(results['base']).name}` |
+| training data | `{Path(str(train_path)).name}`: {results['train_questions']:,} questions, {results['train_windows']:,} windows of {cfg['max_seq_length']} tokens (stride {cfg['doc_stride']}) |
+| steps | {results['steps']:,} ({results['epochs']:.2f} epochs), batch {cfg['batch_size']}, learning rate {cfg['learning_rate']}, on {results['device']} in {results['train_seconds'] / 60:.0f} min |
+| evaluation | {results['eval_source']}: {results['eval_questions']:,} questions |
+| exact match | {results['exact_match']:.2f} |
+| F1 | {results['f1']:.2f} |
+
+Versions: ragqa {__version__}, transformers {transformers.__version__}, torch {torch.__version__}.
+Load it with `AutoModelForQuestionAnswering.from_pretrained(path)` or as a
+ragqa reader.
+"""
+    (out_dir / "README.md").write_text(card)
