@@ -234,6 +234,29 @@ def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None,
         click.echo(f"EM {results['exact_match']:.2f}  F1 {results['f1']:.2f}  on {results['questions']:,} questions; {results['passages_per_s']:.1f} passages/s")
 
 
+@cli.command("tune-reader")
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON whose held-out articles are used (the same split train-reader holds out).")
+@click.option("--reader", "reader_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Reader directory to tune; the settings are written into it.")
+@click.option("--questions", type=int, default=400, show_default=True, help="Held-out questions (half to fit, half to report).")
+@click.option("-k", "--top-k", "k", type=int, default=10, show_default=True, help="Passages retrieved per question.")
+@click.pass_context
+def tune_reader_cmd(ctx: click.Context, data_path: Path, reader_dir: Path, questions: int, k: int) -> None:
+    """Fit the answer confidence (temperature), the retriever/reader score
+    mix and the no-answer threshold on held-out questions, and save them as
+    ragqa_reader.json in the reader directory (with calibration.json)."""
+    from rag_qa.evaluation.tune_reader import save_settings, tune
+    from rag_qa.reading.reader import Reader, ReaderConfig
+
+    report = tune(Reader(reader_dir, config=ReaderConfig()), data_path, questions=questions, k=k, show_progress=not ctx.obj["quiet"])
+    save_settings(reader_dir, report)
+    click.echo(
+        f"Tuned {reader_dir}: retriever weight {report['retriever_weight']}, temperature {report['temperature']:.2f}, "
+        f"no-answer threshold {report['no_answer_threshold']:.2f}; on {report['questions']['test']} test questions: "
+        f"EM {report['test_em_top1']:.1f} (reader alone {report['test_em_reader_only']:.1f}), "
+        f"ECE {report['test_ece_before']:.3f} -> {report['test_ece_after']:.3f}"
+    )
+
+
 @cli.command("train-reader")
 @click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD v1.1/v2.0 JSON (.json or .json.gz).")
 @click.option("--eval", "eval_path", type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON to evaluate on (default: articles held out of --train).")

@@ -40,3 +40,26 @@ def test_retrieval_speed_runs_and_writes_results(tmp_path, capsys):
     assert saved["corpus"]["documents"] == 30
     assert saved["bm25"]["agreement_top10_with_rank_bm25"] == 1.0
     assert results["bm25"]["ragqa"]["qps"] > 0 and "cpu" in saved["machine"]
+
+
+@pytest.mark.slow
+def test_reader_speed_runs_and_writes_results(tmp_path, capsys, tiny_qa_base):
+    import reader_speed
+
+    from rag_qa.training.squad import is_held_out
+
+    titles = [t for t in (f"Article_{i}" for i in range(400)) if is_held_out(t)][:2]
+    data = tmp_path / "data" / "squad_v1.1"
+    data.mkdir(parents=True)
+    def paragraphs(t):
+        return [{"context": f"Paragraph {p}: the code word is word{p}.", "qas": [{"id": f"{t}-{p}", "question": f"What is the code word of paragraph {p}?", "answers": [{"text": f"word{p}", "answer_start": 26 + len(str(p))}]}]} for p in range(5)]
+
+    with gzip.open(data / "train-v1.1.json.gz", "wt", encoding="utf-8") as fh:
+        json.dump({"version": "1.1", "data": [{"title": t, "paragraphs": paragraphs(t)} for t in titles]}, fh)
+    out = tmp_path / "reader.json"
+    results = reader_speed.main(["--data", str(tmp_path / "data"), "--reader", str(tiny_qa_base), "--questions", "6", "--asks", "3", "--cold-runs", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "| cpu | float32 |" in printed and "Warm ask" in printed and "Cold `ragqa ask`" in printed
+    saved = json.loads(out.read_text())
+    assert saved["warm_ask"]["asks"] == 3 and saved["cold_ask_s"]["runs"] == 1
+    assert {q["precision"] for q in results["gold_passages"]} >= {"float32", "bfloat16"}

@@ -177,7 +177,7 @@ class Reader:
             return [], float("-inf")
         cands.sort(key=lambda c: -c[0])
         null_score = min(null)
-        margin = cands[0][1].score - null_score
+        margin = max(c[1].score for c in cands) - null_score
         if margin < self.config.no_answer_threshold:
             return [], margin
         probs = softmax([c[0] for c in cands] + [null_score], self.config.temperature)[:-1]

@@ -1,0 +1,112 @@
+"""Reader speed and quality: passages/s and EM/F1 on gold passages by precision,
+warm `ask` latency at top-10 passages, and cold `ragqa ask` wall time.
+
+    python bench/reader_speed.py --data ../shared/data [--reader DIR]
+
+Questions come from the SQuAD v1.1 train articles that ragqa holds out of
+training (the same split as `ragqa train-reader`).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, markdown_table, versions  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with squad_v1.1/")
+    parser.add_argument("--reader", type=Path, default=None, help="reader directory (default: the shipped reader)")
+    parser.add_argument("--questions", type=int, default=300, help="held-out questions for EM/F1 and passages/s")
+    parser.add_argument("--asks", type=int, default=50, help="questions for warm ask latency")
+    parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--precisions", default="float32,bfloat16", help="comma-separated reader precisions to compare on CPU")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "reader_speed.json")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from rag_qa import Index, RagQA
+    from rag_qa.evaluation.metrics import squad_scores
+    from rag_qa.evaluation.reader_eval import predict_gold
+    from rag_qa.reading.reader import Reader
+    from rag_qa.training.squad import read_squad, split_by_article
+
+    squad = args.data / "squad_v1.1" / "train-v1.1.json.gz"
+    held = split_by_article(read_squad(squad))[1]
+    sample = random.Random(0).sample(held, min(args.questions, len(held)))
+    references = {e.qid: list(e.answer_texts) for e in sample}
+    results: dict = {"machine": machine(), "versions": versions("ragqa", "torch", "transformers"), "questions": len(sample)}
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    quality = []
+    for device in devices:
+        for precision in (args.precisions.split(",") if device == "cpu" else ["float16"]):
+            reader = Reader(args.reader, device=device, precision=precision).warm_up()
+            predict_gold(reader, sample[:16])  # warm-up
+            start = time.perf_counter()
+            predictions = predict_gold(reader, sample)
+            seconds = time.perf_counter() - start
+            scores = squad_scores(predictions, references)
+            quality.append({"device": device, "precision": precision, "exact_match": scores["exact_match"], "f1": scores["f1"], "passages_per_s": len(sample) / seconds})
+    results["gold_passages"] = quality
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "heldout.jsonl"
+        contexts = list(dict.fromkeys(e.context for e in held))
+        corpus.write_text("\n".join(json.dumps({"id": str(i), "text": c}) for i, c in enumerate(contexts)) + "\n")
+        Index.build([corpus], Path(tmp) / "index", show_progress=False)
+        qa = RagQA.load(Path(tmp) / "index", reader=args.reader)
+        asks = [e.question for e in sample[: args.asks]]
+        qa.ask(asks[0])  # warm-up: loads encoder, FAISS and reader
+        latencies, predictions = [], {}
+        for e in sample[: args.asks]:
+            start = time.perf_counter()
+            answers = qa.ask(e.question, top_k_passages=10, top_k_answers=1)
+            latencies.append(time.perf_counter() - start)
+            predictions[e.qid] = answers[0].text if answers else ""
+        e2e = squad_scores(predictions, {e.qid: list(e.answer_texts) for e in sample[: args.asks]})
+        results["warm_ask"] = {
+            "passages": 10, "asks": len(latencies), "p50_ms": 1000 * float(np.percentile(latencies, 50)), "p95_ms": 1000 * float(np.percentile(latencies, 95)),
+            "open_domain_exact_match": e2e["exact_match"], "open_domain_f1": e2e["f1"], "corpus_passages": len(qa.index), "reader_precision": qa.reader.config.precision,
+        }
+        ragqa = shutil.which("ragqa") or str(Path(sys.executable).parent / "ragqa")
+        cmd = [ragqa, "-q", "ask", sample[0].question, "--index-dir", str(Path(tmp) / "index")] + (["--reader", str(args.reader)] if args.reader else [])
+        cold = []
+        for _ in range(args.cold_runs):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            cold.append(time.perf_counter() - start)
+        results["cold_ask_s"] = {"median": float(np.median(cold)), "min": min(cold), "max": max(cold), "runs": len(cold)}
+
+    rows = [[q["device"], q["precision"], f"{q['exact_match']:.1f}", f"{q['f1']:.1f}", f"{q['passages_per_s']:.1f}"] for q in quality]
+    print(f"Reader on {len(sample)} held-out SQuAD questions, gold passages; {results['machine']['cpu']} ({results['machine']['cores']} cores)")
+    print(markdown_table(["device", "precision", "EM", "F1", "passages/s"], rows))
+    w = results["warm_ask"]
+    print(f"Warm ask, top-10 passages of {w['corpus_passages']:,}: p50 {w['p50_ms']:.0f} ms, p95 {w['p95_ms']:.0f} ms over {w['asks']} questions "
+          f"(open-domain EM {w['open_domain_exact_match']:.1f}, F1 {w['open_domain_f1']:.1f})")
+    print(f"Cold `ragqa ask` (new process, load index and models, answer): median {results['cold_ask_s']['median']:.2f} s over {results['cold_ask_s']['runs']} runs")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Fit a reader's answer settings on held-out questions, open-domain style.
+
+Each question is asked of an index built over held-out paragraphs: the
+retriever brings the top passages, the reader scores spans in all of them.
+On one half of the questions we choose
+
+- ``retriever_weight``: the bonus, in logits, for a passage's retriever score
+  (relative to the best passage's), as BERTserini mixes both scores;
+- ``temperature``: so that the softmax over candidate spans is calibrated
+  (it minimises the negative log-likelihood of the correct answer);
+- ``no_answer_threshold``: the margin of the best span over the no-answer
+  score below which ragqa abstains, chosen on a mix of answerable questions
+  and the same questions asked with their own article filtered out;
+
+and the other half reports exact match and calibration (ECE) with them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag_qa.evaluation.metrics import exact_match, normalize_answer
+from rag_qa.reading.reader import READER_SETTINGS, Reader
+from rag_qa.reading.spans import softmax
+from rag_qa.training.squad import QAExample, read_squad, split_by_article
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+
+@dataclass
+class Candidates:
+    """Every span the reader proposed for one question, over its top passages."""
+
+    texts: list[str]
+    logits: np.ndarray
+    retriever: np.ndarray  # the passage's retriever score / best passage's
+    null: float
+    gold: list[str]
+
+
+def collect(reader: Reader, index, examples: list[QAExample], k: int, exclude_gold: bool) -> list[Candidates]:
+    out = []
+    for e in examples:
+        hits = index.search(e.question, k=k if not exclude_gold else k * 5, mode="hybrid")
+        if exclude_gold:
+            hits = [h for h in hits if h.passage.title != e.title.replace("_", " ")][:k]
+        passages = [h.passage for h in hits]
+        scores = np.asarray([h.score for h in hits], dtype=np.float64)
+        per_passage, null = reader.spans(e.question, [p.text for p in passages]) if passages else ([], [np.inf])
+        texts, logits, retr = [], [], []
+        for i, spans in enumerate(per_passage):
+            for sp in spans:
+                texts.append(passages[i].text[sp.start : sp.end])
+                logits.append(sp.score)
+                retr.append(scores[i] / scores.max() if scores.max() > 0 else 0.0)
+        out.append(Candidates(texts, np.asarray(logits), np.asarray(retr), float(min(null)) if len(null) else np.inf, list(e.answer_texts)))
+    return out
+
+
+def _best(c: Candidates, w: float) -> int:
+    return int(np.argmax(c.logits + w * c.retriever))
+
+
+def _top_answer(c: Candidates, w: float, t: float) -> tuple[str, float]:
+    """The merged top answer and its probability, as the reader computes them."""
+    combined = c.logits + w * c.retriever
+    probs = softmax(list(combined) + [c.null], t)[:-1]
+    merged: dict[str, float] = {}
+    for text, p in zip(c.texts, probs):
+        key = normalize_answer(text) or text
+        merged[key] = merged.get(key, 0.0) + p
+    best = max(merged, key=merged.get)
+    return next(x for x in c.texts if (normalize_answer(x) or x) == best), merged[best]
+
+
+def _em(c: Candidates, text: str) -> float:
+    return max(exact_match(text, g) for g in c.gold)
+
+
+def _nll(cands: list[Candidates], w: float, t: float) -> float:
+    total, n = 0.0, 0
+    for c in cands:
+        if not len(c.texts):
+            continue
+        probs = softmax(list(c.logits + w * c.retriever) + [c.null], t)[:-1]
+        mass = sum(p for text, p in zip(c.texts, probs) if _em(c, text))
+        if mass > 0:
+            total -= np.log(mass)
+            n += 1
+    return total / max(n, 1)
+
+
+def ece(confidences: list[float], correct: list[float], bins: int = 10) -> tuple[float, list[dict[str, float]]]:
+    """Expected calibration error and the reliability table."""
+    conf, corr = np.asarray(confidences), np.asarray(correct)
+    table, err = [], 0.0
+    edges = np.linspace(0, 1, bins + 1)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (conf >= lo) & ((conf < hi) | (hi == 1.0))
+        if sel.any():
+            table.append({"from": float(lo), "to": float(hi), "count": int(sel.sum()), "confidence": float(conf[sel].mean()), "accuracy": float(corr[sel].mean())})
+            err += sel.sum() / len(conf) * abs(conf[sel].mean() - corr[sel].mean())
+    return float(err), table
+
+
+def tune(reader: Reader, data_path: str | Path, questions: int = 400, k: int = 10, seed: int = 0, show_progress: bool = True) -> dict[str, Any]:
+    """Fit the settings on held-out articles of ``data_path``; returns them with a report."""
+    from scipy.optimize import minimize_scalar
+
+    from rag_qa.retrieval.index import Index
+
+    held = split_by_article(read_squad(data_path))[1]
+    rng = random.Random(seed)
+    sample = rng.sample(held, min(questions, len(held)))
+    half = len(sample) // 2
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "heldout.jsonl"
+        seen = {}
+        for e in held:
+            seen.setdefault(e.context, e.title.replace("_", " "))
+        corpus.write_text("\n".join(json.dumps({"id": str(i), "title": t, "text": c}) for i, (c, t) in enumerate(seen.items())) + "\n")
+        index = Index.build([corpus], Path(tmp) / "index", show_progress=show_progress)
+        answerable = collect(reader, index, sample, k, exclude_gold=False)
+        unanswerable = collect(reader, index, sample, k, exclude_gold=True)
+
+    fit, test = answerable[:half], answerable[half:]
+    em_by_w = {w: float(np.mean([_em(c, c.texts[_best(c, w)]) if c.texts else 0.0 for c in fit])) for w in WEIGHTS}
+    weight = max(WEIGHTS, key=lambda w: (em_by_w[w], -w))
+    res = minimize_scalar(lambda log_t: _nll(fit, weight, float(np.exp(log_t))), bounds=(-3, 3), method="bounded")
+    temperature = float(np.exp(res.x))
+
+    # No-answer: abstain when margin < threshold. Score on fit questions
+    # (answerable: right only when answered correctly; unanswerable: right when abstaining).
+    def margin(c: Candidates) -> float:
+        return float(c.logits.max() - c.null) if len(c.texts) else -np.inf
+
+    pos = [(margin(c), _em(c, c.texts[_best(c, weight)]) if c.texts else 0.0) for c in fit]
+    neg = [margin(c) for c in unanswerable[:half]]
+    grid = sorted({round(m, 2) for m, _ in pos} | {round(m, 2) for m in neg} | {-np.inf})
+
+    def accuracy(t: float, pos=pos, neg=neg) -> float:
+        return (sum(em for m, em in pos if m >= t) + sum(1 for m in neg if m < t)) / (len(pos) + len(neg))
+
+    threshold = float(max(grid, key=accuracy))
+
+    confidences, correct = [], []
+    for c in test:
+        if not c.texts:
+            continue
+        text, p = _top_answer(c, weight, temperature)
+        confidences.append(p)
+        correct.append(_em(c, text))
+    raw = [_top_answer(c, weight, 1.0)[1] for c in test if c.texts]
+    test_pos = [(margin(c), _em(c, c.texts[_best(c, weight)]) if c.texts else 0.0) for c in test]
+    test_neg = [margin(c) for c in unanswerable[half:]]
+    report = {
+        "questions": {"fit": len(fit), "test": len(test)},
+        "passages_per_question": k,
+        "em_by_retriever_weight_fit": em_by_w,
+        "retriever_weight": weight,
+        "temperature": temperature,
+        "no_answer_threshold": threshold if np.isfinite(threshold) else -1e9,
+        "test_em_top1": 100 * float(np.mean(correct)) if correct else 0.0,
+        "test_em_reader_only": 100 * float(np.mean([_em(c, c.texts[_best(c, 0.0)]) if c.texts else 0.0 for c in test])),
+        "test_ece_before": ece(raw, correct)[0],
+        "test_ece_after": ece(confidences, correct)[0],
+        "test_reliability": ece(confidences, correct)[1],
+        "test_no_answer_accuracy": accuracy(threshold, test_pos, test_neg),
+        "test_no_answer_accuracy_never_abstain": accuracy(-np.inf, test_pos, test_neg),
+    }
+    return report
+
+
+def save_settings(reader_dir: Path, report: dict[str, Any]) -> None:
+    settings = {k: report[k] for k in ("temperature", "retriever_weight", "no_answer_threshold")}
+    settings["fitted_on"] = "held-out SQuAD v1.1 train articles, open-domain top-10 hybrid retrieval"
+    (reader_dir / READER_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+    (reader_dir / "calibration.json").write_text(json.dumps(report, indent=2) + "\n")
