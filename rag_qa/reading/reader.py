@@ -92,7 +92,7 @@ class Reader:
             self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), use_fast=True, local_files_only=True)
             device = resolve_device(self.config.device)
             dtype = getattr(torch, resolve_precision(self.config.precision, device))
-            model = AutoModelForQuestionAnswering.from_pretrained(str(self.path), local_files_only=True, trust_remote_code=False, dtype=dtype)
+            model = AutoModelForQuestionAnswering.from_pretrained(str(self.path), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise ModelError(f"reader directory {self.path} could not be loaded: {exc}".replace("\n", " ")) from exc
         if not self._tokenizer.is_fast:

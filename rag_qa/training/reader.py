@@ -317,3 +317,24 @@ Load it with `AutoModelForQuestionAnswering.from_pretrained(path)` or as a
 ragqa reader.
 """
     (out_dir / "README.md").write_text(card)
+
+
+def export_reader(src: str | Path, dst: str | Path, dtype: str = "float16") -> Path:
+    """Copy a trained reader to ``dst`` with its weights cast to ``dtype``
+    (half the size in float16), keeping its reports and fitted settings."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from rag_qa.models import check_model_dir
+
+    src, dst = check_model_dir(src, kind="reader"), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForQuestionAnswering.from_pretrained(str(src), local_files_only=True, dtype=getattr(torch, dtype))
+    model.save_pretrained(str(dst))
+    AutoTokenizer.from_pretrained(str(src), local_files_only=True).save_pretrained(str(dst))
+    for name in ("README.md", "eval_results.json", "ragqa_reader.json", "calibration.json"):
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+    return dst
