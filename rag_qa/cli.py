@@ -234,6 +234,44 @@ def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None,
         click.echo(f"EM {results['exact_match']:.2f}  F1 {results['f1']:.2f}  on {results['questions']:,} questions; {results['passages_per_s']:.1f} passages/s")
 
 
+@cli.command("eval")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON (.json or .json.gz): paragraphs are the corpus.")
+@click.option("--beir", "beir_dir", type=click.Path(file_okay=False, path_type=Path), help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")
+@click.option("--split", default="test", show_default=True, help="BEIR qrels split.")
+@click.option("--held-out", is_flag=True, help="SQuAD: only the articles ragqa holds out of training.")
+@click.option("--limit", type=int, help="Evaluate on N questions (a seeded sample).")
+@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), help="Build (or reuse and update) the evaluation index here; default: a temporary folder.")
+@click.option("--modes", default="bm25,dense,hybrid", show_default=True, help="Retrieval modes to score.")
+@click.option("--encoder", type=click.Path(path_type=Path), help="Encoder directory (default: the bundled one).")
+@click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader directory (default: the shipped reader).")
+@click.option("--no-reader", is_flag=True, help="Retrieval metrics only.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG of recall@k per mode.")
+@click.pass_context
+def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, split: str, held_out: bool, limit: int | None, index_dir: Path | None, modes: str, encoder: Path | None, reader_dir: Path | None, no_reader: bool, as_json: bool, plot: Path | None) -> None:
+    """Score retrieval (recall@1/5/20/100, MRR@10, nDCG@10 per mode) and, on
+    SQuAD, the reader on gold passages and end to end (retrieve, then read)."""
+    from rag_qa.evaluation.runner import beir_eval_set, format_table, plot_recall, run_eval, squad_eval_set
+    from rag_qa.retrieval.index import MODES
+
+    if (data_path is None) == (beir_dir is None):
+        raise RagQAError("pass exactly one of --data (SQuAD JSON) or --beir (a BEIR folder)")
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in chosen if m not in MODES]
+    if bad or not chosen:
+        raise RagQAError(f"unknown mode(s) {', '.join(bad) or '(none)'}: use {', '.join(MODES)}")
+    eval_set = squad_eval_set(data_path, held_out=held_out, limit=limit) if data_path else beir_eval_set(beir_dir, split=split, limit=limit)
+    reader = None
+    if data_path and not no_reader:
+        from rag_qa.reading.reader import Reader
+
+        reader = Reader(reader_dir)
+    results = run_eval(eval_set, index_dir=index_dir, modes=chosen, reader=reader, encoder=encoder, show_progress=not ctx.obj["quiet"] and not as_json)
+    if plot:
+        plot_recall(results, plot)
+    click.echo(json.dumps(results, indent=2) if as_json else format_table(results))
+
+
 @cli.command("tune-reader")
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON whose held-out articles are used (the same split train-reader holds out).")
 @click.option("--reader", "reader_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Reader directory to tune; the settings are written into it.")

@@ -1,0 +1,197 @@
+"""``ragqa eval``: retrieval quality per mode, reader quality, and end to end.
+
+Data sets:
+
+- SQuAD JSON: the corpus is the paragraphs, each question's relevant
+  document is its own paragraph (SQuAD-open). ``held_out`` keeps only the
+  articles every ragqa training job holds out.
+- a BEIR folder: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from rag_qa.errors import InputError
+from rag_qa.evaluation.metrics import squad_scores
+from rag_qa.evaluation.retrieval_metrics import dedupe, mrr_at_k, ndcg_at_k, recall_at_k
+from rag_qa.training.squad import QAExample, read_squad, split_by_article
+
+RECALL_KS = (1, 5, 20, 100)
+
+
+@dataclass
+class EvalSet:
+    name: str
+    corpus: list[dict[str, str]]  # id, title, text
+    queries: list[tuple[str, str]]  # (query id, text)
+    qrels: dict[str, dict[str, float]]  # query id -> {doc id: relevance}
+    examples: list[QAExample] = field(default_factory=list)  # SQuAD only: for the reader
+
+
+def squad_eval_set(path: str | Path, held_out: bool = False, limit: int | None = None, seed: int = 0) -> EvalSet:
+    examples = read_squad(path)
+    if held_out:
+        examples = split_by_article(examples)[1]
+    doc_of: dict[str, str] = {}
+    corpus = []
+    for e in examples:
+        if e.context not in doc_of:
+            doc_of[e.context] = f"p{len(doc_of)}"
+            corpus.append({"id": doc_of[e.context], "title": e.title.replace("_", " "), "text": e.context})
+    if limit and len(examples) > limit:
+        examples = random.Random(seed).sample(examples, limit)
+    return EvalSet(
+        name=Path(path).name + (" (held-out articles)" if held_out else ""),
+        corpus=corpus,
+        queries=[(e.qid, e.question) for e in examples],
+        qrels={e.qid: {doc_of[e.context]: 1.0} for e in examples},
+        examples=examples,
+    )
+
+
+def beir_eval_set(folder: str | Path, split: str = "test", limit: int | None = None, seed: int = 0, query_ids: set[str] | None = None) -> EvalSet:
+    folder = Path(folder)
+    qrels_file = folder / "qrels" / f"{split}.tsv"
+    for needed in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_file):
+        if not needed.is_file():
+            raise InputError(f"BEIR folder {folder} has no {needed.relative_to(folder)}: expected corpus.jsonl, queries.jsonl and qrels/{split}.tsv")
+    corpus = []
+    with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                corpus.append({"id": str(row["_id"]), "title": row.get("title", ""), "text": row.get("text", "")})
+    qrels: dict[str, dict[str, float]] = {}
+    with open(qrels_file, encoding="utf-8") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        for row in reader:
+            if not row or row[0] == "query-id":
+                continue
+            if float(row[2]) > 0:
+                qrels.setdefault(row[0], {})[row[1]] = float(row[2])
+    queries = []
+    with open(folder / "queries.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                qid = str(row["_id"])
+                if qid in qrels and (query_ids is None or qid in query_ids):
+                    queries.append((qid, row["text"]))
+    if limit and len(queries) > limit:
+        queries = random.Random(seed).sample(queries, limit)
+    return EvalSet(name=f"{folder.name} ({split})", corpus=corpus, queries=queries, qrels={q: qrels[q] for q, _ in queries})
+
+
+def _ensure_index(eval_set: EvalSet, index_dir: Path, encoder: str | Path | None, show_progress: bool):
+    from rag_qa.retrieval.builder import build_index
+    from rag_qa.retrieval.index import Index
+
+    index_dir.mkdir(parents=True, exist_ok=True)
+    corpus_file = index_dir / ".corpus.jsonl"
+    corpus_file.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in eval_set.corpus) + "\n", encoding="utf-8")
+    build_index([corpus_file], index_dir, encoder=encoder, show_progress=show_progress)
+    return Index.load(index_dir, encoder=encoder)
+
+
+def retrieval_scores(index, eval_set: EvalSet, mode: str, batch: int = 64) -> dict[str, float]:
+    depth = max(RECALL_KS) * 2
+    rankings = []
+    start = time.perf_counter()
+    texts = [q for _, q in eval_set.queries]
+    for i in range(0, len(texts), batch):
+        for hits in index.search_batch(texts[i : i + batch], k=depth, mode=mode):
+            rankings.append(dedupe([str(h.passage.metadata.get("id")) for h in hits]))
+    seconds = time.perf_counter() - start
+    out: dict[str, float] = {}
+    rel = [set(eval_set.qrels[qid]) for qid, _ in eval_set.queries]
+    for k in RECALL_KS:
+        out[f"recall@{k}"] = float(np.mean([recall_at_k(r, g, k) for r, g in zip(rankings, rel)]))
+    out["mrr@10"] = float(np.mean([mrr_at_k(r, g, 10) for r, g in zip(rankings, rel)]))
+    out["ndcg@10"] = float(np.mean([ndcg_at_k(r, eval_set.qrels[qid], 10) for r, (qid, _) in zip(rankings, eval_set.queries)]))
+    out["queries_per_s"] = len(texts) / seconds if seconds else 0.0
+    return out
+
+
+def run_eval(
+    eval_set: EvalSet,
+    index_dir: str | Path | None = None,
+    modes: Sequence[str] = ("bm25", "dense", "hybrid"),
+    reader: Any = None,
+    e2e_mode: str = "hybrid",
+    encoder: str | Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Everything ``ragqa eval`` reports, as a dict."""
+    if not eval_set.queries:
+        raise InputError(f"{eval_set.name} has no questions to evaluate")
+    with tempfile.TemporaryDirectory() as tmp:
+        index = _ensure_index(eval_set, Path(index_dir) if index_dir else Path(tmp) / "index", encoder, show_progress)
+        results: dict[str, Any] = {"dataset": eval_set.name, "questions": len(eval_set.queries), "documents": len(eval_set.corpus), "passages": len(index)}
+        results["modes"] = {mode: retrieval_scores(index, eval_set, mode) for mode in modes}
+        if reader is not None and eval_set.examples:
+            from rag_qa.evaluation.reader_eval import predict_gold
+            from rag_qa.pipeline import RagQA
+
+            refs = {e.qid: list(e.answer_texts) for e in eval_set.examples}
+            start = time.perf_counter()
+            gold = squad_scores(predict_gold(reader, eval_set.examples), refs)
+            results["reader_gold_passage"] = {"exact_match": gold["exact_match"], "f1": gold["f1"], "passages_per_s": len(refs) / (time.perf_counter() - start)}
+            qa = RagQA(index, reader)
+            predictions = {}
+            for e in eval_set.examples:
+                answers = qa.ask(e.question, top_k_passages=10, top_k_answers=1, mode=e2e_mode)
+                predictions[e.qid] = answers[0].text if answers else ""
+            e2e = squad_scores(predictions, refs)
+            results["end_to_end"] = {"mode": e2e_mode, "passages": 10, "exact_match": e2e["exact_match"], "f1": e2e["f1"]}
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    from rag_qa.retrieval.index import MODES  # noqa: F401 - the modes' order
+
+    header = ["mode"] + [f"R@{k}" for k in RECALL_KS] + ["MRR@10", "nDCG@10", "queries/s"]
+    lines = [f"{results['dataset']}: {results['questions']:,} questions, {results['documents']:,} documents, {results['passages']:,} passages", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for mode, m in results["modes"].items():
+        cells = [mode] + [f"{m[f'recall@{k}']:.3f}" for k in RECALL_KS] + [f"{m['mrr@10']:.3f}", f"{m['ndcg@10']:.3f}", f"{m['queries_per_s']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if "reader_gold_passage" in results:
+        g = results["reader_gold_passage"]
+        lines.append(f"\nReader on the gold passage: EM {g['exact_match']:.1f}, F1 {g['f1']:.1f} ({g['passages_per_s']:.1f} passages/s)")
+    if "end_to_end" in results:
+        e = results["end_to_end"]
+        lines.append(f"End to end ({e['mode']}, top-{e['passages']} passages): EM {e['exact_match']:.1f}, F1 {e['f1']:.1f}")
+    return "\n".join(lines)
+
+
+def plot_recall(results: dict[str, Any], path: str | Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise InputError("--plot needs matplotlib: pip install matplotlib") from exc
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for mode, m in results["modes"].items():
+        ax.plot(RECALL_KS, [m[f"recall@{k}"] for k in RECALL_KS], marker="o", label=mode)
+    ax.set_xscale("log")
+    ax.set_xticks(RECALL_KS, [str(k) for k in RECALL_KS])
+    ax.set_xlabel("k (documents)")
+    ax.set_ylabel("recall@k")
+    ax.set_title(results["dataset"])
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
