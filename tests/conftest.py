@@ -46,7 +46,8 @@ def built_index(tmp_path_factory, corpus_dir):
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> Path:
     """A small randomly initialised sentence-transformers model (another encoder)."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import BertConfig, BertModel
 
     from rag_qa.models import default_encoder_path
@@ -56,10 +57,10 @@ def tiny_encoder(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny") / "encoder"
     base = default_encoder_path()
-    word = models.Transformer(str(base))
+    word = Transformer(str(base))
     config = BertConfig(vocab_size=word.model.config.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
     word.model = BertModel(config)
-    pooling = models.Pooling(32, pooling_mode="mean")
+    pooling = Pooling(32, pooling_mode="mean")
     SentenceTransformer(modules=[word, pooling], device="cpu").save(str(out))
     return out
 

@@ -1,0 +1,185 @@
+"""``ragqa train-encoder``: fine-tune the dense encoder with in-batch and BM25 hard negatives.
+
+The sentence-transformers Trainer runs MultipleNegativesRankingLoss with a
+no-duplicates batch sampler; an information-retrieval evaluator scores
+nDCG@10 on held-out queries at each evaluation, and the best checkpoint is
+kept. The output is a plain sentence-transformers directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag_qa.config import load_yaml_config
+from rag_qa.errors import InputError
+from rag_qa.training.pairs import PairSet, load_pairs, mine_hard_negatives
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncoderTrainConfig:
+    """Settings of ``ragqa train-encoder`` (``configs/train_encoder.yaml``)."""
+
+    base: str | None = None  # local sentence-transformers directory; None = bundled all-MiniLM-L6-v2
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_seq_length: int = 256
+    hard_negatives: int = 1  # BM25 negatives per query (0 = in-batch negatives only)
+    hard_negative_skip: int = 0  # skip this many top BM25 hits before taking negatives
+    max_train_pairs: int | None = None
+    eval_fraction: float = 0.2  # BEIR / JSONL: share of queries held out for evaluation
+    held_out_percent: int = 5  # SQuAD: articles held out by title hash
+    max_eval_queries: int | None = 500
+    eval_steps: int = 100
+    lora: bool = False  # train LoRA adapters (peft) instead of all weights
+    lora_r: int = 16
+    precision: str = "auto"
+    seed: int = 42
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "EncoderTrainConfig":
+        return load_yaml_config(cls, path)
+
+    def validate(self) -> "EncoderTrainConfig":
+        if self.batch_size < 2:
+            raise InputError("batch_size must be at least 2: in-batch negatives need company")
+        return self
+
+
+def _evaluator(pairs: PairSet, max_queries: int | None, seed: int):
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    qids = sorted(pairs.eval_queries)
+    if max_queries and len(qids) > max_queries:
+        qids = sorted(random.Random(seed).sample(qids, max_queries))
+    return InformationRetrievalEvaluator(
+        queries={q: pairs.eval_queries[q] for q in qids},
+        corpus=pairs.corpus,
+        relevant_docs={q: pairs.eval_qrels[q] for q in qids},
+        name="heldout",
+        ndcg_at_k=[10],
+        mrr_at_k=[10],
+        accuracy_at_k=[1, 5, 20],
+        precision_recall_at_k=[5, 20],
+        map_at_k=[10],
+        show_progress_bar=False,
+        batch_size=64,
+    )
+
+
+def train_encoder(train_source: str | Path, out_dir: str | Path, config: EncoderTrainConfig = EncoderTrainConfig(), show_progress: bool = True) -> dict[str, Any]:
+    """Fine-tune an encoder on pairs from ``train_source`` and save it to ``out_dir``."""
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.base.sampler import BatchSamplers
+    from transformers import EarlyStoppingCallback
+
+    from rag_qa.models import check_model_dir, default_encoder_path
+    from rag_qa.training.reader import _precision_flags
+
+    config.validate()
+    out_dir = Path(out_dir)
+    base = check_model_dir(config.base or default_encoder_path(), kind="encoder")
+    pairs = load_pairs(train_source, held_out_percent=config.held_out_percent, eval_fraction=config.eval_fraction, seed=config.seed)
+    rng = random.Random(config.seed)
+    if config.max_train_pairs and len(pairs.train) > config.max_train_pairs:
+        pairs.train = rng.sample(pairs.train, config.max_train_pairs)
+    if not pairs.train:
+        raise InputError(f"{train_source} gave no training pairs")
+    mine_hard_negatives(pairs, per_query=config.hard_negatives, skip_top=config.hard_negative_skip, seed=config.seed)
+    columns: dict[str, list[str]] = {"anchor": [q for q, _, _ in pairs.train], "positive": [pairs.corpus[p] for _, p, _ in pairs.train]}
+    for j in range(config.hard_negatives):
+        columns[f"negative_{j}"] = [pairs.corpus[n[j]] if j < len(n) else pairs.corpus[rng.choice(list(pairs.corpus))] for _, _, n in pairs.train]
+    dataset = Dataset.from_dict(columns)
+
+    model = SentenceTransformer(str(base), device="cuda" if torch.cuda.is_available() else "cpu", local_files_only=True, trust_remote_code=False)
+    model.max_seq_length = config.max_seq_length
+    if config.lora:
+        try:
+            from peft import LoraConfig, TaskType
+        except ImportError as exc:
+            raise InputError("lora: true needs peft: pip install 'ragqa[lora]'") from exc
+        model.add_adapter(LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.1))
+
+    evaluator = _evaluator(pairs, config.max_eval_queries, config.seed) if pairs.eval_queries else None
+    before = evaluator(model) if evaluator else {}
+    metric = "eval_heldout_cosine_ndcg@10"
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=int(config.warmup_ratio * max(1, len(dataset) // config.batch_size * config.epochs)),
+        weight_decay=config.weight_decay,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        eval_strategy="steps" if evaluator else "no",
+        eval_steps=config.eval_steps,
+        save_strategy="steps" if evaluator else "no",
+        save_steps=config.eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=evaluator is not None,
+        metric_for_best_model=metric if evaluator else None,
+        greater_is_better=True,
+        logging_steps=max(1, config.eval_steps // 4),
+        report_to=[],
+        seed=config.seed,
+        disable_tqdm=not show_progress,
+        use_cpu=not torch.cuda.is_available(),
+        **_precision_flags(config.precision),
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=MultipleNegativesRankingLoss(model),
+        evaluator=evaluator,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=3)] if evaluator else [],
+    )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    if config.lora:
+        model = _merge_lora(model)
+    after = evaluator(model) if evaluator else {}
+    model.save(str(out_dir))
+    (out_dir / "training_args.bin").unlink(missing_ok=True)
+    results = {
+        "train_source": str(train_source),
+        "train_pairs": len(pairs.train),
+        "eval_queries": len(evaluator.queries) if evaluator else 0,
+        "before": {k: float(v) for k, v in before.items()},
+        "after": {k: float(v) for k, v in after.items()},
+        "steps": trainer.state.global_step,
+        "train_seconds": seconds,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "config": dataclasses.asdict(config),
+        "base": str(base),
+    }
+    (out_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _merge_lora(model):
+    """Fold LoRA adapters into the base weights so the saved model needs no peft."""
+    transformer = model[0]
+    inner = getattr(transformer, "auto_model", None) or getattr(transformer, "model", None)
+    if inner is not None and hasattr(inner, "merge_and_unload"):
+        merged = inner.merge_and_unload()
+        if hasattr(transformer, "auto_model"):
+            transformer.auto_model = merged
+        else:
+            transformer.model = merged
+    return model

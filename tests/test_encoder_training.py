@@ -1,0 +1,41 @@
+import json
+
+import pytest
+
+from rag_qa.training.encoder import EncoderTrainConfig, train_encoder
+from rag_qa.training.pairs import from_jsonl, mine_hard_negatives
+
+TOPICS = ["volcano", "glacier", "river", "desert", "forest", "ocean", "island", "canyon", "meadow", "swamp",
+          "tundra", "reef", "delta", "plateau", "lagoon", "savanna", "fjord", "geyser", "dune", "marsh"]
+
+
+def write_pairs(path, n_variants=4):
+    rows = []
+    for t in TOPICS:
+        for v in range(n_variants):
+            rows.append({"query": f"tell me about the {t} number {v}", "positive": f"A {t} is a landform; note {v} on the {t}."})
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def test_jsonl_pairs_and_bm25_hard_negatives(tmp_path):
+    pairs = from_jsonl(write_pairs(tmp_path / "p.jsonl"), eval_fraction=0.25)
+    assert len(pairs.train) == 60 and len(pairs.eval_queries) == 20
+    mine_hard_negatives(pairs, per_query=1)
+    for query, pos, negs in pairs.train:
+        assert len(negs) == 1 and negs[0] != pos
+
+
+@pytest.mark.slow
+def test_train_encoder_smoke(tmp_path, tiny_encoder):
+    config = EncoderTrainConfig(base=str(tiny_encoder), epochs=3, batch_size=16, learning_rate=5e-3, eval_steps=8, precision="fp32", warmup_ratio=0.0, eval_fraction=0.25)
+    out = tmp_path / "enc"
+    results = train_encoder(write_pairs(tmp_path / "p.jsonl"), out, config, show_progress=False)
+    key = "heldout_cosine_ndcg@10"
+    assert results["after"][key] > results["before"][key]
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(out), device="cpu")  # a plain sentence-transformers directory
+    assert model.encode(["a query"]).shape == (1, 32)
+    assert not (out / "training_args.bin").exists()
+    assert json.loads((out / "eval_results.json").read_text())["steps"] == results["steps"]
