@@ -8,7 +8,7 @@ INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-QUESTION ?= How do I install ragqa on a machine with a GPU?
+QUESTION ?= How many words does a passage have by default?
 DATA     ?= ../shared/data
 
 .PHONY: run test install install-test bench clean
@@ -30,13 +30,14 @@ install-test: $(VENV)/.installed-test
 
 run: install
 	$(BIN)/ragqa index docs/ --index-dir index
-	$(BIN)/ragqa search "$(QUESTION)" --index-dir index -k 3
+	$(BIN)/ragqa ask "$(QUESTION)" --index-dir index --answers 2
 
 test: install-test
 	$(BIN)/python -m pytest
 
 bench: install-test
 	$(BIN)/python bench/retrieval_speed.py --data $(DATA)
+	$(BIN)/python bench/reader_speed.py --data $(DATA)
 
 clean:
 	rm -rf $(VENV) index/manifest.json index/gen-* index/.tmp-* index/.lock

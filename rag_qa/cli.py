@@ -238,7 +238,7 @@ def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None,
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON (.json or .json.gz): paragraphs are the corpus.")
 @click.option("--beir", "beir_dir", type=click.Path(file_okay=False, path_type=Path), help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")
 @click.option("--split", default="test", show_default=True, help="BEIR qrels split.")
-@click.option("--held-out", is_flag=True, help="SQuAD: only the articles ragqa holds out of training.")
+@click.option("--held-out", is_flag=True, help="Only what train-encoder/train-reader hold out: SQuAD articles by title hash; BEIR queries (20%, seed 0).")
 @click.option("--limit", type=int, help="Evaluate on N questions (a seeded sample).")
 @click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), help="Build (or reuse and update) the evaluation index here; default: a temporary folder.")
 @click.option("--modes", default="bm25,dense,hybrid", show_default=True, help="Retrieval modes to score.")
@@ -260,7 +260,13 @@ def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, 
     bad = [m for m in chosen if m not in MODES]
     if bad or not chosen:
         raise RagQAError(f"unknown mode(s) {', '.join(bad) or '(none)'}: use {', '.join(MODES)}")
-    eval_set = squad_eval_set(data_path, held_out=held_out, limit=limit) if data_path else beir_eval_set(beir_dir, split=split, limit=limit)
+    if data_path:
+        eval_set = squad_eval_set(data_path, held_out=held_out, limit=limit)
+    else:
+        from rag_qa.training.pairs import held_out_beir_queries
+
+        query_ids = held_out_beir_queries(beir_dir, split=split) if held_out else None
+        eval_set = beir_eval_set(beir_dir, split=split, limit=limit, query_ids=query_ids)
     reader = None
     if data_path and not no_reader:
         from rag_qa.reading.reader import Reader

@@ -1,0 +1,40 @@
+"""The reader shipped inside the package answers questions about fixture documents."""
+
+import pytest
+
+from rag_qa import RagQA
+from rag_qa.reading.reader import default_reader_path
+
+QUESTIONS = [
+    ("Which planet is the largest in the solar system?", "Jupiter"),
+    ("What were dogs domesticated from?", "wolves"),
+    ("When does a volcano erupt?", "magma"),
+    ("Which river is one of the longest on Earth?", "Nile"),
+    ("What does the manifest record for every file of the index?", "checksum"),
+]
+
+
+@pytest.fixture(scope="module")
+def qa(built_index):
+    return RagQA(built_index, __import__("rag_qa").Reader())
+
+
+def test_shipped_reader_is_small_fp16_safetensors_with_a_report():
+    path = default_reader_path()
+    weights = path / "model.safetensors"
+    assert weights.is_file() and weights.stat().st_size <= 50 * 1024 * 1024
+    assert not list(path.glob("*.bin"))
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "np") as fh:
+        assert {str(fh.get_tensor(k).dtype) for k in fh.keys()} == {"float16"}
+    assert (path / "eval_results.json").is_file() and (path / "README.md").is_file()
+
+
+@pytest.mark.parametrize("question, expected", QUESTIONS)
+def test_shipped_reader_answers_fixture_questions(qa, question, expected):
+    answers = qa.ask(question, top_k_passages=5, top_k_answers=1)
+    assert answers, f"no answer to {question!r}"
+    assert expected.lower() in answers[0].text.lower()
+    top = answers[0]
+    assert top.passage.text[top.start - top.passage.start : top.end - top.passage.start] == top.text
