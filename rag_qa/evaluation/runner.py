@@ -157,8 +157,6 @@ def run_eval(
 
 
 def format_table(results: dict[str, Any]) -> str:
-    from rag_qa.retrieval.index import MODES  # noqa: F401 - the modes' order
-
     header = ["mode"] + [f"R@{k}" for k in RECALL_KS] + ["MRR@10", "nDCG@10", "queries/s"]
     lines = [f"{results['dataset']}: {results['questions']:,} questions, {results['documents']:,} documents, {results['passages']:,} passages", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from rag_qa.evaluation.metrics import exact_match, normalize_answer
-from rag_qa.reading.reader import READER_SETTINGS, Reader
-from rag_qa.reading.spans import softmax
+from rag_qa.evaluation.metrics import exact_match
+from rag_qa.reading.reader import READER_SETTINGS, Reader, merge_by_text
 from rag_qa.training.squad import QAExample, read_squad, split_by_article
 
 logger = logging.getLogger(__name__)
@@ -77,14 +76,8 @@ def _best(c: Candidates, w: float) -> int:
 
 def _top_answer(c: Candidates, w: float, t: float) -> tuple[str, float]:
     """The merged top answer and its probability, as the reader computes them."""
-    combined = c.logits + w * c.retriever
-    probs = softmax(list(combined) + [c.null], t)[:-1]
-    merged: dict[str, float] = {}
-    for text, p in zip(c.texts, probs):
-        key = normalize_answer(text) or text
-        merged[key] = merged.get(key, 0.0) + p
-    best = max(merged, key=merged.get)
-    return next(x for x in c.texts if (normalize_answer(x) or x) == best), merged[best]
+    prob, index = merge_by_text(c.texts, list(c.logits + w * c.retriever), c.null, t)[0]
+    return c.texts[index], prob
 
 
 def _em(c: Candidates, text: str) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Iterator
 
 from rag_qa.config import ChunkingConfig
 from rag_qa.types import Document, Passage
@@ -121,8 +120,3 @@ def _page_of(page_starts: list[int], offset: int) -> int:
     import bisect
 
     return bisect.bisect_right(page_starts, offset)
-
-
-def iter_passages(docs: Iterator[Document], config: ChunkingConfig) -> Iterator[Passage]:
-    for doc in docs:
-        yield from chunk_document(doc, config)

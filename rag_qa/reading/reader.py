@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -180,16 +180,12 @@ class Reader:
         margin = max(c[1].score for c in cands) - null_score
         if margin < self.config.no_answer_threshold:
             return [], margin
-        probs = softmax([c[0] for c in cands] + [null_score], self.config.temperature)[:-1]
-        merged: dict[str, list] = {}
-        for prob, (score, span, i) in zip(probs, cands):
-            key = normalize_answer(passages[i].text[span.start : span.end]) or passages[i].text[span.start : span.end]
-            if key in merged:
-                merged[key][0] += prob
-            else:
-                merged[key] = [prob, score, span, i]
-        ranked = sorted(merged.values(), key=lambda m: -m[0])[:top_k]
-        return [self._answer(prob, score, span, passages[i], retriever_scores[i] if retriever_scores is not None else None) for prob, score, span, i in ranked], margin
+        texts = [passages[i].text[span.start : span.end] for _, span, i in cands]
+        merged = merge_by_text(texts, [c[0] for c in cands], null_score, self.config.temperature)[:top_k]
+        return [
+            self._answer(prob, cands[j][0], cands[j][1], passages[cands[j][2]], retriever_scores[cands[j][2]] if retriever_scores is not None else None)
+            for prob, j in merged
+        ], margin
 
     def _retriever_bonus(self, scores: Sequence[float] | None, n: int) -> np.ndarray:
         if scores is None or self.config.retriever_weight == 0:
@@ -215,5 +211,20 @@ class Reader:
             line=line if isinstance(line, int) else None,
         )
 
-    def settings(self) -> dict[str, Any]:
-        return asdict(self.config)
+
+def merge_by_text(texts: Sequence[str], scores: Sequence[float], null_score: float, temperature: float) -> list[tuple[float, int]]:
+    """Softmax over candidate spans (and no-answer), merged by normalised text.
+
+    Returns ``(probability, index of the best-scoring span)`` per distinct
+    answer, most probable first: the same answer found in several passages
+    adds up its probability.
+    """
+    probs = softmax(list(scores) + [null_score], temperature)[:-1]
+    merged: dict[str, list] = {}
+    for i, (text, prob) in enumerate(zip(texts, probs)):
+        key = normalize_answer(text) or text
+        entry = merged.setdefault(key, [0.0, i])
+        entry[0] += prob
+        if scores[i] > scores[entry[1]]:
+            entry[1] = i
+    return sorted(((float(p), i) for p, i in merged.values()), key=lambda m: -m[0])
