@@ -11,7 +11,10 @@ class Document:
     """A source document as read from disk.
 
     ``text`` is what passage offsets point into: the decoded file for plain
-    text and Markdown, the extracted text for HTML and PDF.
+    text and Markdown, the extracted text for HTML and PDF. A large plain-text
+    file is read as several parts; each part's ``metadata`` holds its
+    character ``offset`` and ``first_line`` in the file, and its passages'
+    offsets count from the start of the file.
     """
 
     doc_id: str
@@ -23,7 +26,8 @@ class Document:
 
 @dataclass(frozen=True)
 class Passage:
-    """A chunk of a document: ``text == document.text[start:end]``."""
+    """A chunk of a document: ``text == document.text[start:end]`` (for a
+    part of a large file, ``start`` and ``end`` are offsets into the file)."""
 
     passage_id: str
     doc_id: str

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -126,3 +127,62 @@ def test_help_does_not_import_torch():
     code = "import sys\nfrom rag_qa.cli import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, 'faiss' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_control_characters_in_a_query_are_read_as_spaces(runner, cli_index):
+    result = runner.invoke(cli, ["search", "\x00Which\x07 planet\x1b[31m is the largest?\x7f", "--index-dir", str(cli_index), "--json", "-k", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Jupiter" in json.loads(result.output)[0]["text"]
+    one_line_error(runner.invoke(cli, ["search", "\x00\x01\x02\x1b", "--index-dir", str(cli_index)]), "query is empty")
+
+
+def test_control_characters_in_a_query_through_the_api(cli_index):
+    from rag_qa import Index, RagQAError
+
+    index = Index.load(cli_index)
+    assert "Jupiter" in index.search("largest\x00 planet\x08", k=1)[0].passage.text
+    with pytest.raises(RagQAError, match="query is empty"):
+        index.search("\x00\x1f")
+
+
+def test_unreadable_file_is_reported_and_the_rest_indexed(runner, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    docs = write_corpus(tmp_path / "docs")
+    locked = docs / "locked.txt"
+    locked.write_text("Secret words nobody may read.")
+    locked.chmod(0)
+    if os.access(locked, os.R_OK):  # running as root: refuse the read the way the OS would
+        real = Path.read_bytes
+        monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")) if self == locked else real(self))
+    result = runner.invoke(cli, ["index", str(docs), "--index-dir", str(tmp_path / "index"), "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["documents"] == 6
+    assert report["skipped"] == [{"path": str(locked), "reason": "Permission denied"}]
+
+
+def test_streamed_file_answers_with_lines_of_the_whole_file(runner, tmp_path, monkeypatch):
+    from rag_qa.ingest import readers
+
+    monkeypatch.setattr(readers, "STREAM_BYTES", 2_000)
+    monkeypatch.setattr(readers, "PART_BYTES", 500)
+    lines = [f"Entry {i}: the station logged a quiet night." for i in range(400)]
+    lines[321] = "Entry 321: the pump in hall B failed at noon."
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "log.txt").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(cli, ["-q", "index", str(tmp_path / "docs"), "--index-dir", str(tmp_path / "index"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["documents"] > 5  # the file came in parts
+    hits = json.loads(runner.invoke(cli, ["search", "pump hall failed", "--index-dir", str(tmp_path / "index"), "--mode", "bm25", "--json", "-k", "1"]).output)
+    text = (tmp_path / "docs" / "log.txt").read_text()
+    assert "pump in hall B" in hits[0]["text"]
+    assert text[hits[0]["start"] : hits[0]["end"]] == hits[0]["text"]
+    assert hits[0]["metadata"]["line"] == text.count("\n", 0, hits[0]["start"]) + 1
+
+
+def test_documents_without_words_make_no_index(runner, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "blank.txt").write_text("   \n\t\n")
+    one_line_error(runner.invoke(cli, ["-q", "index", str(tmp_path / "d"), "--index-dir", str(tmp_path / "i")]), "1 skipped", "nothing was changed")
+    one_line_error(runner.invoke(cli, ["ask", "anything?", "--index-dir", str(tmp_path / "i")]), "no ragqa index", "ragqa index")

@@ -92,15 +92,6 @@ def test_pdf_passages_record_their_page(tmp_path):
     assert passage.metadata["page"] == 1
 
 
-def test_file_over_the_size_limit_is_skipped_and_the_rest_read(tmp_path):
-    (tmp_path / "big.txt").write_text("word " * (2 * 1024 * 1024 // 5 + 1))  # just over 2 MB
-    (tmp_path / "small.txt").write_text("Small file.")
-    report = IngestReport()
-    docs = list(iter_documents([tmp_path], report, max_file_mb=1))
-    assert [d.text for d in docs] == ["Small file."]
-    assert "max_file_mb" in report.skipped[0][1]
-
-
 def test_ten_megabyte_file_is_read_and_chunked(tmp_path):
     from rag_qa.config import ChunkingConfig
     from rag_qa.ingest import chunk_document
@@ -111,3 +102,77 @@ def test_ten_megabyte_file_is_read_and_chunked(tmp_path):
     passages = chunk_document(doc, ChunkingConfig())
     assert len(passages) > 10_000
     assert passages[-1].end == len(doc.text.rstrip())
+
+
+def test_large_text_file_is_streamed_in_parts_that_map_back_to_the_file(tmp_path, monkeypatch, caplog):
+    from rag_qa.config import ChunkingConfig
+    from rag_qa.ingest import chunk_document, readers
+
+    monkeypatch.setattr(readers, "STREAM_BYTES", 1_000)
+    monkeypatch.setattr(readers, "PART_BYTES", 256)
+    lines = [f"Line {i} of the café log. It has two sentences." for i in range(300)]
+    raw = ("\n".join(lines) + "\n").encode("utf-8")
+    raw = raw[:6_000] + b"\xff" + raw[6_000:]  # one invalid byte deep inside the file
+    (tmp_path / "log.txt").write_bytes(raw)
+    report = IngestReport()
+    with caplog.at_level(logging.WARNING, logger="rag_qa"):
+        docs = read([tmp_path], report)
+    whole = raw.decode("utf-8", errors="replace")
+    assert len(docs) > 10 and report.read == 1 and not report.skipped
+    assert "".join(d.text for d in docs) == whole  # nothing lost, nothing repeated
+    assert ["byte 6000" in r.getMessage() for r in caplog.records] == [True]  # one warning, with the position
+    for doc in docs:
+        for p in chunk_document(doc, ChunkingConfig(size=12, overlap=3)):
+            assert whole[p.start : p.end] == p.text
+            assert p.metadata["line"] == whole.count("\n", 0, p.start) + 1
+
+
+def test_200_mb_text_file_is_read_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    from rag_qa.ingest import iter_file_documents
+
+    line = b"A line of a very large log file, with words in it and nothing else of note.\n"
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as fh:
+        block = line * (2**20 // len(line))
+        for _ in range(200):
+            fh.write(block)
+    size = big.stat().st_size
+    assert size > 190 * 2**20
+    tracemalloc.start()
+    try:
+        chars = parts = 0
+        for doc in iter_file_documents(big, IngestReport()):
+            chars += len(doc.text)
+            parts += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert chars == size and parts >= 40
+    assert peak < 40 * 2**20, f"reading peaked at {peak / 2**20:.0f} MB"
+
+
+def test_size_limit_skips_large_html_but_not_plain_text(tmp_path):
+    (tmp_path / "notes.txt").write_text("word " * (2 * 1024 * 1024 // 5 + 1))
+    (tmp_path / "page.html").write_text("<p>" + "word " * (2 * 1024 * 1024 // 5 + 1) + "</p>")
+    report = IngestReport()
+    docs = list(iter_documents([tmp_path], report, max_file_mb=1))
+    assert [d.source.rsplit("/", 1)[-1] for d in docs] == ["notes.txt"]
+    assert "max_file_mb" in report.skipped[0][1]
+
+
+def test_unreadable_file_is_skipped_and_the_rest_read(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    (tmp_path / "open.txt").write_text("Anyone can read this.")
+    locked = tmp_path / "locked.txt"
+    locked.write_text("Nobody may read this.")
+    locked.chmod(0)
+    if os.access(locked, os.R_OK):  # running as root: refuse the read the way the OS would
+        real = Path.read_bytes
+        monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")) if self == locked else real(self))
+    report = IngestReport()
+    docs = read([tmp_path], report)
+    assert [d.text for d in docs] == ["Anyone can read this."]
+    assert report.skipped == [(str(locked), "Permission denied")]

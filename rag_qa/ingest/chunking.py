@@ -64,7 +64,9 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
     units = _units(_sentence_ranges(doc.text, words), config.size)
     passages: list[Passage] = []
     first = 0
-    line, counted_to = 1, 0  # 1-based line number at offset ``counted_to``
+    # 1-based line number at offset ``counted_to``; a part of a streamed file
+    # starts at its own line and character offset in the file.
+    line, counted_to = int(doc.metadata.get("first_line", 1)), 0
     while first < len(units):
         last = first
         while last + 1 < len(units) and units[last + 1][1] - units[first][0] <= config.size:
@@ -96,10 +98,15 @@ def sentence_around(text: str, start: int, end: int) -> str:
     return text[min(first, start) : max(last, end)]
 
 
+_DOCUMENT_ONLY = ("page_starts", "offset", "first_line")
+
+
 def _make_passage(doc: Document, start: int, end: int, line: int) -> Passage:
     text = doc.text[start:end]
+    shift = int(doc.metadata.get("offset", 0))
+    start, end = start + shift, end + shift
     digest = hashlib.sha1(f"{doc.doc_id}\0{start}\0{end}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
-    metadata = {k: v for k, v in doc.metadata.items() if k != "page_starts"}
+    metadata = {k: v for k, v in doc.metadata.items() if k not in _DOCUMENT_ONLY}
     metadata.setdefault("line", line)  # a JSONL document keeps its line in the file
     page_starts = doc.metadata.get("page_starts")
     if page_starts:

@@ -48,12 +48,30 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
             best = match
             break
     text = str(best)
-    if _control_ratio(text) > 0.05:
+    if control_ratio(text) > 0.05:
         raise UndecodableError("binary content (control characters)")
     return text, best.encoding
 
 
-def _control_ratio(text: str) -> float:
+def detect_encoding(head: bytes) -> str:
+    """The encoding of a file from its first block (which may end mid-character).
+
+    Raises :class:`UndecodableError` for binary data.
+    """
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    if b"\x00" in head[:8192]:
+        raise UndecodableError("binary content (NUL bytes)")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    return decode_bytes(head[: len(head) - 4] if len(head) > 4 else head)[1]
+
+
+def control_ratio(text: str) -> float:
     sample = text[:8192]
     if not sample:
         return 0.0

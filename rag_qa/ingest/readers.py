@@ -6,22 +6,29 @@ Files that cannot be read are skipped with one warning line each; the
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from rag_qa.config import SUPPORTED_EXTENSIONS
 from rag_qa.errors import InputError
-from rag_qa.ingest.decoding import UndecodableError, decode_bytes
+from rag_qa.ingest.decoding import UndecodableError, control_ratio, decode_bytes, detect_encoding
 from rag_qa.types import Document
 
 logger = logging.getLogger(__name__)
 
 _SKIP_DIRS = {"__pycache__", "node_modules"}
+_PLAIN = (".txt", ".md", ".markdown")
+# Plain-text files larger than this are read in parts of about PART_BYTES, so
+# memory while reading stays bounded whatever the file size.
+STREAM_BYTES = 16 * 2**20
+PART_BYTES = 4 * 2**20
 
 
 @dataclass
@@ -74,11 +81,30 @@ def iter_documents(
     """Read every supported file under ``paths`` into :class:`Document` objects."""
     report = report if report is not None else IngestReport()
     for file in iter_files(paths, report, skip_hidden=skip_hidden):
+        yield from iter_file_documents(file, report, max_file_mb=max_file_mb)
+
+
+def iter_file_documents(file: Path, report: IngestReport, max_file_mb: float = 64.0) -> Iterator[Document]:
+    """The documents in one file, as they are read.
+
+    Plain text over :data:`STREAM_BYTES` is streamed: it comes out as several
+    documents (parts cut at line breaks) whose passages keep offsets and line
+    numbers into the whole file. Other files are read whole (see
+    :func:`read_file`).
+    """
+    try:
+        size = file.stat().st_size
+    except OSError as exc:
+        report.skip(file, exc.strerror or str(exc))
+        return
+    if size > STREAM_BYTES and file.suffix.lower() in _PLAIN:
+        yield from _stream_text(file, report)
+    else:
         yield from read_file(file, report, max_file_mb=max_file_mb)
 
 
 def read_file(file: Path, report: IngestReport, max_file_mb: float = 64.0) -> list[Document]:
-    """The documents in one file; an unreadable file is reported and gives none."""
+    """The documents in one file, read whole; an unreadable file is reported and gives none."""
     try:
         size = file.stat().st_size
     except OSError as exc:
@@ -87,7 +113,7 @@ def read_file(file: Path, report: IngestReport, max_file_mb: float = 64.0) -> li
     if size == 0:
         report.skip(file, "empty file")
         return []
-    if size > max_file_mb * 1024 * 1024:
+    if size > max_file_mb * 1024 * 1024 and file.suffix.lower() not in _PLAIN:
         report.skip(file, f"{size / 2**20:.0f} MB is over max_file_mb={max_file_mb:g}; raise it in the index config to read this file")
         return []
     try:
@@ -122,6 +148,112 @@ def read_file(file: Path, report: IngestReport, max_file_mb: float = 64.0) -> li
 
 class _UnreadableError(ValueError):
     pass
+
+
+class _Replacements:
+    """Counts the bytes a decoder replaced with U+FFFD, and where the first was."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: int | None = None
+        self.consumed = 0  # file offset of the first byte the decoder is given next
+
+    def record(self, exc: UnicodeDecodeError) -> tuple[str, int]:
+        if self.first is None:
+            self.first = self.consumed + exc.start
+        self.count += exc.end - exc.start
+        return "\ufffd", exc.end
+
+
+_current = threading.local()  # the _Replacements of the stream this thread decodes
+
+
+def _replace_and_count(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return _current.replacements.record(exc)
+
+
+codecs.register_error("ragqa-replace", _replace_and_count)
+
+
+def _stream_text(file: Path, report: IngestReport) -> Iterator[Document]:
+    """Read a large plain-text file in parts of about :data:`PART_BYTES`.
+
+    The encoding is detected on the first block; a byte that is invalid
+    later on becomes U+FFFD with one warning, rather than losing the file.
+    """
+    source = _source_name(file)
+    doc_id = file.resolve().as_posix()
+    markdown = file.suffix.lower() in (".md", ".markdown")
+    try:
+        fh = open(file, "rb")
+    except OSError as exc:
+        report.skip(file, exc.strerror or str(exc))
+        return
+    with fh:
+        try:
+            block = fh.read(PART_BYTES)
+            encoding = detect_encoding(block)
+        except OSError as exc:
+            report.skip(file, exc.strerror or str(exc))
+            return
+        except UndecodableError as exc:
+            report.skip(file, str(exc))
+            return
+        errors = _Replacements()
+        decoder = codecs.getincrementaldecoder(encoding)(errors="ragqa-replace")
+        pending, offset, line, part, title, fed = "", 0, 1, 0, file.stem, 0
+        while True:
+            final = not block
+            _current.replacements = errors
+            errors.consumed = fed - len(decoder.getstate()[0])  # the decoder may hold a partial character
+            pending += decoder.decode(block, final=final)
+            fed += len(block)
+            if part == 0 and control_ratio(pending) > 0.05:
+                report.skip(file, "binary content (control characters)")
+                return
+            cut = len(pending) if final else _part_end(pending)
+            if cut:
+                text, pending = pending[:cut], pending[cut:]
+                if part == 0 and markdown:
+                    match = _MD_HEADING.search(text)
+                    title = match.group(1).strip() if match else title
+                if text.strip():
+                    yield Document(
+                        doc_id=f"{doc_id}#part{part}",
+                        source=source,
+                        text=text,
+                        title=title,
+                        metadata={"encoding": encoding, "offset": offset, "first_line": line},
+                    )
+                    part += 1
+                offset += len(text)
+                line += text.count("\n")
+            if final:
+                break
+            try:
+                block = fh.read(PART_BYTES)
+            except OSError as exc:
+                report.skip(file, f"{exc.strerror or exc} after {fed} bytes; the text before was indexed")
+                return
+    if errors.count:
+        logger.warning("%s: %d bytes are not valid %s (first at byte %d): read as U+FFFD", file, errors.count, encoding, errors.first)
+    if part == 0:
+        report.skip(file, "no text in file")
+    else:
+        report.read += 1
+
+
+def _part_end(text: str) -> int:
+    """Where to end a part: after the last paragraph break in the second half
+    of ``text``, else after its last line break, else 0 (read more first)."""
+    half = len(text) // 2
+    for sep in ("\n\n", "\n"):
+        at = text.rfind(sep, half)
+        if at >= 0:
+            return at + len(sep)
+    return 0 if len(text) < 4 * PART_BYTES else text.rfind(" ") + 1 or len(text)
 
 
 def _source_name(file: Path) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from rag_qa.config import SUPPORTED_EXTENSIONS, IndexConfig
 from rag_qa.errors import IndexCorruptError, IndexMissingError, InputError, RagQAError
-from rag_qa.ingest import IngestReport, chunk_document, iter_files, read_file
+from rag_qa.ingest import IngestReport, chunk_document, iter_file_documents, iter_files
 from rag_qa.retrieval import storage
 from rag_qa.types import Document, Passage
 
@@ -99,21 +99,25 @@ def build_index(
         report = BuildReport(directory=directory, incremental=old is not None)
         ingest = IngestReport()
         files = list(iter_files(roots, ingest, skip_hidden=config.skip_hidden))
-        docs: list[Document] = []
+        # Documents are chunked as they are read and only their hashes kept,
+        # so a document's text is held once, as its passages.
+        documents: dict[str, dict[str, str]] = {}
+        passages: list[Passage] = []
         for file in tqdm(files, desc="Reading", unit="file", disable=not show_progress):
-            docs.extend(read_file(file, ingest, max_file_mb=config.max_file_mb))
+            for doc in iter_file_documents(file, ingest, max_file_mb=config.max_file_mb):
+                documents[doc.doc_id] = {"source": doc.source, "sha256": _doc_hash(doc)}
+                passages.extend(chunk_document(doc, config.chunking))
         report.skipped = ingest.skipped
-        if not docs:
+        if not documents:
             raise InputError(
                 f"no readable documents under {', '.join(str(p) for p in roots)} "
                 f"(ragqa reads {' '.join(SUPPORTED_EXTENSIONS)}; {len(ingest.skipped)} skipped, {ingest.ignored} of other types): "
                 "nothing was changed"
             )
-        passages = [p for doc in docs for p in chunk_document(doc, config.chunking)]
         if not passages:
             raise InputError("the documents hold no words to index: nothing was changed")
 
-        _count_changes(report, docs, old)
+        _count_changes(report, documents, old)
         texts = [_embed_text(p, config.include_title) for p in passages]
         vectors, encoder_info = _embed(texts, config, old, report, show_progress)
 
@@ -128,7 +132,6 @@ def build_index(
             with open(tmp / "passages.jsonl", "w", encoding="utf-8") as fh:
                 for p in passages:
                     fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
-            documents = {d.doc_id: {"source": d.source, "sha256": _doc_hash(d)} for d in docs}
             (tmp / "documents.json").write_text(json.dumps(documents, ensure_ascii=False), encoding="utf-8")
             (tmp / "keys.json").write_text(json.dumps([_key(t) for t in texts]), encoding="utf-8")
             bm25.save(tmp / "bm25")
@@ -143,7 +146,7 @@ def build_index(
                 "ragqa_version": __version__,
                 "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "roots": roots,
-                "counts": {"documents": len(docs), "passages": len(passages), "vocabulary": len(bm25._engine.vocab_dict)},
+                "counts": {"documents": len(documents), "passages": len(passages), "vocabulary": len(bm25._engine.vocab_dict)},
                 "config": stored,
                 "encoder": encoder_info,
                 "faiss": {"type": describe_faiss(faiss_index), "factory": "Flat" if describe_faiss(faiss_index) == "Flat" else config.dense.faiss_factory, "ntotal": int(faiss_index.ntotal), "metric": "inner_product"},
@@ -155,7 +158,7 @@ def build_index(
             raise
         keep = {gen_name} | ({old["manifest"]["data_dir"]} if old else set())
         storage.clean_up(directory, keep)
-        report.documents, report.passages = len(docs), len(passages)
+        report.documents, report.passages = len(documents), len(passages)
         return report
 
 
@@ -179,17 +182,16 @@ def _previous(directory: Path) -> dict[str, Any] | None:
     return {"manifest": manifest, "folder": folder, "documents": documents, "keys": keys}
 
 
-def _count_changes(report: BuildReport, docs: list[Document], old: dict[str, Any] | None) -> None:
+def _count_changes(report: BuildReport, documents: dict[str, dict[str, str]], old: dict[str, Any] | None) -> None:
     before = old["documents"] if old else {}
-    now = {d.doc_id: _doc_hash(d) for d in docs}
-    for doc_id, digest in now.items():
+    for doc_id, entry in documents.items():
         if doc_id not in before:
             report.added += 1
-        elif before[doc_id]["sha256"] != digest:
+        elif before[doc_id]["sha256"] != entry["sha256"]:
             report.changed += 1
         else:
             report.unchanged += 1
-    report.removed = sum(1 for doc_id in before if doc_id not in now)
+    report.removed = sum(1 for doc_id in before if doc_id not in documents)
 
 
 def _embed(texts: list[str], config: IndexConfig, old: dict[str, Any] | None, report: BuildReport, show_progress: bool) -> tuple[np.ndarray, dict[str, Any]]:

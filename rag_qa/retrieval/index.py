@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -182,7 +183,14 @@ class Index:
         }
 
 
+# Control characters (tabs and newlines aside) and lone surrogates carry no
+# words and break some tokenizers; they are read as spaces.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _check_query(query: str) -> str:
+    if isinstance(query, str):
+        query = _CONTROL.sub(" ", query)
     if not isinstance(query, str) or not query.strip():
         raise InputError("the query is empty: pass the question to search for")
     if len(query) > MAX_QUERY_CHARS:
