@@ -63,3 +63,21 @@ def test_reader_speed_runs_and_writes_results(tmp_path, capsys, tiny_qa_base):
     saved = json.loads(out.read_text())
     assert saved["warm_ask"]["asks"] == 3 and saved["cold_ask_s"]["runs"] == 1
     assert {q["precision"] for q in results["gold_passages"]} >= {"float32", "bfloat16"}
+
+
+@pytest.mark.slow
+def test_scaling_runs_and_writes_results(tmp_path, capsys, tiny_encoder):
+    import scaling
+
+    data = write_tiny_data(tmp_path / "data")
+    out = tmp_path / "scaling.json"
+    results = scaling.main(["--data", str(data), "--sizes", "20,60", "--queries", "8", "--encoder", str(tiny_encoder), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "| passages | build s |" in printed
+    saved = json.loads(out.read_text())
+    assert [r["target_passages"] for r in saved["sizes"]] == [20, 60]
+    small, large = results["sizes"]
+    assert small["passages"] >= 20 and large["passages"] >= 60
+    assert large["index_mb"] > small["index_mb"] and small["build_peak_rss_mb"] > 50
+    assert small["bm25"]["queries"] == 8 and large["dense"]["p50_ms"] > 0
+    assert (tmp_path / "scaling.png").stat().st_size > 0
