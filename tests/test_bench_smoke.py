@@ -46,16 +46,7 @@ def test_retrieval_speed_runs_and_writes_results(tmp_path, capsys):
 def test_reader_speed_runs_and_writes_results(tmp_path, capsys, tiny_qa_base):
     import reader_speed
 
-    from rag_qa.training.squad import is_held_out
-
-    titles = [t for t in (f"Article_{i}" for i in range(400)) if is_held_out(t)][:2]
-    data = tmp_path / "data" / "squad_v1.1"
-    data.mkdir(parents=True)
-    def paragraphs(t):
-        return [{"context": f"Paragraph {p}: the code word is word{p}.", "qas": [{"id": f"{t}-{p}", "question": f"What is the code word of paragraph {p}?", "answers": [{"text": f"word{p}", "answer_start": 26 + len(str(p))}]}]} for p in range(5)]
-
-    with gzip.open(data / "train-v1.1.json.gz", "wt", encoding="utf-8") as fh:
-        json.dump({"version": "1.1", "data": [{"title": t, "paragraphs": paragraphs(t)} for t in titles]}, fh)
+    write_held_out_squad(tmp_path / "data")
     out = tmp_path / "reader.json"
     results = reader_speed.main(["--data", str(tmp_path / "data"), "--reader", str(tiny_qa_base), "--questions", "6", "--asks", "3", "--cold-runs", "1", "--out", str(out)])
     printed = capsys.readouterr().out
@@ -81,3 +72,37 @@ def test_scaling_runs_and_writes_results(tmp_path, capsys, tiny_encoder):
     assert large["index_mb"] > small["index_mb"] and small["build_peak_rss_mb"] > 50
     assert small["bm25"]["queries"] == 8 and large["dense"]["p50_ms"] > 0
     assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def write_held_out_squad(root: Path) -> Path:
+    from rag_qa.training.squad import is_held_out
+
+    titles = [t for t in (f"Article_{i}" for i in range(400)) if is_held_out(t)][:2]
+    data = root / "squad_v1.1"
+    data.mkdir(parents=True)
+
+    def paragraphs(t):
+        return [{"context": f"Paragraph {p}: the code word is word{p}.", "qas": [{"id": f"{t}-{p}", "question": f"What is the code word of paragraph {p}?", "answers": [{"text": f"word{p}", "answer_start": 26 + len(str(p))}]}]} for p in range(5)]
+
+    with gzip.open(data / "train-v1.1.json.gz", "wt", encoding="utf-8") as fh:
+        json.dump({"version": "1.1", "data": [{"title": t, "paragraphs": paragraphs(t)} for t in titles]}, fh)
+    return root
+
+
+@pytest.mark.slow
+def test_peers_runs_each_system_in_its_own_process(tmp_path, capsys, tiny_qa_base):
+    import importlib.util
+
+    import peers
+
+    data = write_held_out_squad(tmp_path / "data")
+    systems = ["ragqa"] + [s for s, module in (("langchain", "langchain_classic"), ("haystack", "haystack")) if importlib.util.find_spec(module)]
+    out = tmp_path / "peers.json"
+    results = peers.main(["--data", str(data), "--questions", "8", "--e2e-questions", "4", "--reader-questions", "4", "--reader", str(tiny_qa_base), "--systems", ",".join(systems), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "| ragqa | bm25 |" in printed and "End to end" in printed
+    assert not results["not_run"], results["not_run"]
+    assert set(json.loads(out.read_text())["systems"]) == set(systems)
+    ragqa = results["systems"]["ragqa"]
+    assert ragqa["retrieval"]["bm25"]["recall@100"] == 1.0  # ten paragraphs: everything is in the top 100
+    assert ragqa["end_to_end"]["ragqa hybrid (base encoder)"]["questions"] == 4

@@ -176,3 +176,17 @@ def test_unreadable_file_is_skipped_and_the_rest_read(tmp_path, monkeypatch):
     docs = read([tmp_path], report)
     assert [d.text for d in docs] == ["Anyone can read this."]
     assert report.skipped == [(str(locked), "Permission denied")]
+
+
+@pytest.mark.parametrize("text, encoding", [
+    ("Crème brûlée is a French dessert.", "latin-1"),
+    ("Übergrößenträger sind groß.", "latin-1"),
+    ("He said “hello” – and left…", "cp1252"),
+    ("Привет, как дела? Это тест.", "cp1251"),
+    ("这是一个中文句子，用来测试编码。", "gbk"),
+    ("日本語のテキストです。", "shift_jis"),
+])
+def test_legacy_encodings_are_detected(text, encoding):
+    from rag_qa.ingest.decoding import decode_bytes
+
+    assert decode_bytes(text.encode(encoding))[0] == text

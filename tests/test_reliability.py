@@ -173,3 +173,97 @@ def test_decoded_spans_always_lie_inside_the_context(data, n, max_len):
         first = next(i for i, o in enumerate(offsets) if o and o[0] == sp.start)
         last = next(i for i, o in enumerate(offsets) if o and o[1] == sp.end)
         assert 0 <= last - first < max_len
+
+
+def write_bad_folder(root: Path) -> tuple[Path, dict[str, str]]:
+    """The fixture corpus plus one file of each kind users drop into folders;
+    returns the folder and, per bad file, a word its skip reason must hold."""
+    docs = write_corpus(root)
+    (docs / "loop").symlink_to(docs, target_is_directory=True)
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "image.txt").write_bytes(bytes(range(256)) * 40)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    (docs / "latin.txt").write_bytes("Crème brûlée is a French dessert.".encode("latin-1"))
+    (docs / "wide.txt").write_bytes("Die Donau fließt ins Schwarze Meer.".encode("utf-16"))
+    (docs / "controls.txt").write_text("Ring\x07 the bell\x1b[0m at noon. The bell has a clear tone.")
+    (docs / "rows.jsonl").write_text('{"id": "1", "text": "The tide rises twice a day."}\n{oops\n')
+    locked = docs / "locked.txt"
+    locked.write_text("Nobody may read this.")
+    locked.chmod(0)
+    return docs, {"empty.txt": "empty", "image.txt": "binary", "broken.pdf": "PDF", "rows.jsonl:2": "invalid JSON", "locked.txt": "Permission denied"}
+
+
+@pytest.fixture()
+def unreadable_as_root(monkeypatch):
+    """Make chmod 000 refuse reads even when the tests run as root."""
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        if self.name == "locked.txt" and not (self.stat().st_mode & 0o444):
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+
+
+def check_skips(skipped: list[tuple[str, str]], expected: dict[str, str]) -> None:
+    by_name = {path.rsplit("/", 1)[-1]: reason for path, reason in skipped}
+    assert set(by_name) == set(expected), by_name
+    for name, word in expected.items():
+        assert word in by_name[name], (name, by_name[name])
+
+
+def test_bad_folder_through_the_api(tmp_path, unreadable_as_root):
+    docs, expected = write_bad_folder(tmp_path / "docs")
+    report = build_index([docs], tmp_path / "index", show_progress=False)
+    check_skips(report.skipped, expected)
+    assert report.documents == 6 + 4  # the fixture corpus, then latin, wide, controls and the good JSONL line
+    index = Index.load(tmp_path / "index")
+    for query, word in [("French dessert", "Crème brûlée"), ("Donau Meer", "fließt"), ("bell noon", "bell"), ("tide", "tide")]:
+        assert word in index.search(query, k=1, mode="bm25")[0].passage.text
+
+
+def test_bad_folder_through_the_cli(tmp_path, unreadable_as_root):
+    from click.testing import CliRunner
+
+    from rag_qa.cli import cli
+
+    docs, expected = write_bad_folder(tmp_path / "docs")
+    result = CliRunner().invoke(cli, ["index", str(docs), "--index-dir", str(tmp_path / "index"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{\n") if "{\n" in result.output else result.output.index("{"):])
+    check_skips([(s["path"], s["reason"]) for s in report["skipped"]], expected)
+    assert report["documents"] == 10
+
+
+@pytest.mark.parametrize("question, error", [
+    ("", "query is empty"),
+    ("   \n\t", "query is empty"),
+    ("\x00\x01\x1b", "query is empty"),
+    ("x" * 100_000, "characters"),
+])
+def test_bad_questions_through_the_api(built_index, tiny_qa_base, question, error):
+    from rag_qa import RagQA, RagQAError
+
+    qa = RagQA(built_index, __import__("rag_qa").Reader(tiny_qa_base))
+    with pytest.raises(RagQAError, match=error):
+        qa.ask(question)
+
+
+@pytest.mark.parametrize("kind, error", [
+    ("empty", "no config.json"),
+    ("noweights", "no safetensors weights"),
+    ("pickle", "pytorch_model.bin"),
+    ("remote", "remote code"),
+])
+def test_bad_model_directories_through_the_api(tmp_path, kind, error):
+    from test_ask import bad_reader
+
+    from rag_qa import RagQAError, Reader
+
+    folder = bad_reader(tmp_path, kind)
+    with pytest.raises(RagQAError, match=error):
+        Reader(folder).warm_up()
+    with pytest.raises(RagQAError, match=error):
+        build_index([write_corpus(tmp_path / "docs")], tmp_path / "index", encoder=folder, show_progress=False)
+    assert not (tmp_path / "index" / "manifest.json").exists()

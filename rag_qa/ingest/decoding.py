@@ -35,6 +35,8 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
+    if _looks_western(data):
+        return data.decode("cp1252"), "cp1252"
     from charset_normalizer import from_bytes
 
     matches = list(from_bytes(data))
@@ -69,6 +71,27 @@ def detect_encoding(head: bytes) -> str:
     except UnicodeDecodeError:
         pass
     return decode_bytes(head[: len(head) - 4] if len(head) > 4 else head)[1]
+
+
+_WESTERN_SYMBOLS = set("\u2018\u2019\u201a\u201c\u201d\u201e\u2013\u2014\u2026\u2022\u20ac\u2122\xa0\xa1\xa2\xa3\xa7\xa9\xab\xae\xb0\xb1\xb2\xb3\xb4\xb5\xb7\xbb\xbc\xbd\xbe\xbf\xd7\xf7")
+
+
+def _looks_western(data: bytes) -> bool:
+    """Mostly-ASCII text whose other bytes are lone accented letters in
+    Windows-1252 (Latin-1): "Crème brûlée". Multi-byte encodings (GBK, Big5,
+    Shift-JIS) and Cyrillic or Greek code pages put their high bytes in runs,
+    so text where most high bytes stand alone is read as Windows-1252 rather
+    than left to a statistical guess that can mistake it for Chinese."""
+    sample = data[:65536]
+    high = [i for i, b in enumerate(sample) if b >= 0x80]
+    if not high:
+        return False
+    try:
+        text = sample.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    in_runs = sum(1 for i in high if (i + 1 < len(sample) and sample[i + 1] >= 0x80) or (i > 0 and sample[i - 1] >= 0x80))
+    return in_runs / len(high) < 0.6 and all(ch.isalpha() or ch in _WESTERN_SYMBOLS for ch in text if ord(ch) >= 0x80)
 
 
 def control_ratio(text: str) -> float:
