@@ -60,7 +60,12 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 class Encoder:
-    """A sentence-transformers model from a local directory, loaded on first use."""
+    """A sentence-transformers model from a local directory, loaded on first use.
+
+    A plain transformer + pooling model (the usual case, and the default
+    encoder) runs through transformers alone; other module stacks load with
+    sentence-transformers.
+    """
 
     def __init__(self, path: str | Path | None = None, device: str | None = None, batch_size: int = 16, precision: str = "auto"):
         self.is_default = path is None
@@ -82,10 +87,15 @@ class Encoder:
     def model(self):
         if self._model is None:
             import torch
-            from sentence_transformers import SentenceTransformer
 
             device = resolve_device(self.device)
             dtype = getattr(torch, resolve_precision(self.precision, device))
+            spec = _plain_pooling_spec(self.path)
+            if spec is not None:
+                self._model = _PooledTransformer(self.path, spec, device, dtype)
+                return self._model
+            from sentence_transformers import SentenceTransformer
+
             try:
                 self._model = SentenceTransformer(
                     str(self.path),
@@ -116,8 +126,8 @@ class Encoder:
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         """L2-normalised float32 embeddings, one row per text.
 
-        sentence-transformers sorts each call's texts by length before
-        batching, so padding stays small; the rows come back in input order.
+        Each call's texts are sorted by length before batching, so padding
+        stays small; the rows come back in input order.
         """
         if not texts:
             return np.zeros((0, self.info().dimension), dtype=np.float32)
@@ -129,6 +139,74 @@ class Encoder:
             normalize_embeddings=True,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _plain_pooling_spec(path: Path) -> dict | None:
+    """The pooling of a sentence-transformers directory that is only a
+    transformer, mean or CLS pooling and optional normalisation (as
+    all-MiniLM-L6-v2 is), or None for anything else."""
+    import json
+
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]) or modules[0].get("path", "") != "":
+            return None
+        pooling = json.loads((path / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
+        settings_file = path / "sentence_bert_config.json"
+        settings = json.loads(settings_file.read_text(encoding="utf-8")) if settings_file.is_file() else {}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    modes = [k for k in ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
+                         "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken") if pooling.get(k)]
+    mode = pooling.get("pooling_mode") or ({"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}.get(modes[0]) if len(modes) == 1 else None)
+    if mode not in ("mean", "cls") or settings.get("do_lower_case") or pooling.get("include_prompt") is False:
+        return None
+    return {"mode": mode, "max_seq_length": settings.get("max_seq_length")}
+
+
+class _PooledTransformer:
+    """A transformer with mean or CLS pooling, run with transformers alone.
+
+    Gives the vectors sentence-transformers gives for such a model without
+    importing sentence-transformers, which takes seconds and dominates the
+    start-up of `ragqa ask`.
+    """
+
+    def __init__(self, path: Path, spec: dict, device: str, dtype):
+        from transformers import AutoModel, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            model = AutoModel.from_pretrained(str(path), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=dtype)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"encoder directory {path} could not be loaded: {exc}".replace("\n", " ")) from exc
+        self.model = model.to(device).eval()
+        self.device = device
+        self.mode = spec["mode"]
+        limits = [n for n in (spec["max_seq_length"], getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length) if n]
+        self.max_seq_length = int(min(limits))
+
+    def get_embedding_dimension(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def encode(self, texts: list[str], batch_size: int, **_: object) -> np.ndarray:
+        import torch
+
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.zeros((len(texts), self.get_embedding_dimension()), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                rows = order[start : start + batch_size]
+                batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt").to(self.device)
+                hidden = self.model(**batch).last_hidden_state.float()
+                if self.mode == "cls":
+                    pooled = hidden[:, 0]
+                else:
+                    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out[rows] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+        return out
 
 
 def _dimension(model) -> int:
