@@ -278,6 +278,41 @@ def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, 
     click.echo(json.dumps(results, indent=2) if as_json else format_table(results))
 
 
+@cli.command("tune-fusion")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON (.json or .json.gz): its held-out articles are used.")
+@click.option("--beir", "beir_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path), help="BEIR folder: its held-out queries are used (repeatable).")
+@click.option("--split", default="train", show_default=True, help="BEIR qrels split the held-out queries come from.")
+@click.option("--limit", type=int, help="At most N questions per data set (a seeded sample).")
+@click.option("--encoder", type=click.Path(path_type=Path), help="Encoder directory (default: the bundled one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report, grid included, as JSON.")
+@click.pass_context
+def tune_fusion_cmd(ctx: click.Context, data_path: Path | None, beir_dirs: tuple[Path, ...], split: str, limit: int | None, encoder: Path | None, as_json: bool) -> None:
+    """Choose the hybrid fusion (RRF k and weights, or weighted scores) on
+    held-out questions: half of them choose, the other half report. Put the
+    result in the `fusion:` block of an index config (configs/index.yaml)."""
+    import tempfile
+
+    from rag_qa.evaluation.runner import ensure_index, beir_eval_set, squad_eval_set
+    from rag_qa.evaluation.tune_fusion import collect, format_report, tune
+    from rag_qa.training.pairs import held_out_beir_queries
+
+    if not data_path and not beir_dirs:
+        raise RagQAError("pass --data (SQuAD JSON) and/or --beir (BEIR folders) to tune on")
+    sets = []
+    if data_path:
+        sets.append(squad_eval_set(data_path, held_out=True, limit=limit))
+    for folder in beir_dirs:
+        sets.append(beir_eval_set(folder, split=split, limit=limit, query_ids=held_out_beir_queries(folder, split=split)))
+    datasets = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, eval_set in enumerate(sets):
+            index = ensure_index(eval_set, Path(tmp) / f"index{n}", encoder, show_progress=not ctx.obj["quiet"] and not as_json)
+            docs = [str(p.metadata.get("id")) for p in index.passages]
+            datasets[eval_set.name] = (collect(index, eval_set.queries, eval_set.qrels), docs)
+    report = tune(datasets)
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
 @cli.command("tune-reader")
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON whose held-out articles are used (the same split train-reader holds out).")
 @click.option("--reader", "reader_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Reader directory to tune; the settings are written into it.")

@@ -79,3 +79,53 @@ def test_eval_plot_writes_a_png(squad_file, tmp_path):
     result = CliRunner().invoke(cli, ["-q", "eval", "--data", str(squad_file), "--no-reader", "--modes", "bm25,hybrid", "--plot", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def synthetic_candidates(n: int, bm25_good: bool):
+    """Questions whose one relevant document is ranked first by one retriever
+    and 30th by the other."""
+    import random
+
+    from rag_qa.evaluation.tune_fusion import Candidates
+
+    rng = random.Random(0)
+    out = []
+    for q in range(n):
+        gold = q
+        others = [d for d in rng.sample(range(1000), 60) if d != gold][:50]
+        good = {gold: 10.0, **{d: 9.0 - i * 0.1 for i, d in enumerate(others[:40])}}
+        bad = {**{d: 9.0 - i * 0.1 for i, d in enumerate(others[10:39])}, gold: 5.0}
+        out.append(Candidates(f"q{q}", good if bm25_good else bad, bad if bm25_good else good, {f"doc{gold}": 1.0}))
+    return out
+
+
+@pytest.mark.parametrize("bm25_good", [True, False])
+def test_fusion_tuning_follows_the_better_retriever(bm25_good):
+    from rag_qa.evaluation.tune_fusion import tune
+
+    docs = [f"doc{i}" for i in range(1000)]
+    report = tune({"synthetic": (synthetic_candidates(200, bm25_good), docs)})
+    chosen = report["chosen"]
+    assert (chosen["bm25_weight"] > chosen["dense_weight"]) == bm25_good
+    test = report["datasets"]["synthetic"]
+    assert test["questions"]["fit"] + test["questions"]["test"] == 200 and min(test["questions"].values()) > 60
+    assert test["test_chosen"]["mrr@10"] == pytest.approx(1.0)
+    assert test["test_chosen"]["mrr@10"] >= test["test_current"]["mrr@10"]
+
+
+def test_tune_fusion_cli_on_a_beir_folder(tmp_path):
+    d = tmp_path / "beir"
+    (d / "qrels").mkdir(parents=True)
+    topics = ["aspirin", "sunlight", "coffee", "glaciers", "volcanoes", "tides", "bees", "copper", "saturn", "tea"]
+    (d / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"A study of {t} and what {t} does."}) for i, t in enumerate(topics)))
+    queries = [(f"{i}-{j}", f"question {j} about {t}") for i, t in enumerate(topics) for j in range(6)]
+    (d / "queries.jsonl").write_text("\n".join(json.dumps({"_id": q, "text": t}) for q, t in queries))
+    (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(f"{q}\td{q.split('-')[0]}\t1" for q, _ in queries) + "\n")
+    result = CliRunner().invoke(cli, ["-q", "tune-fusion", "--beir", str(d), "--split", "test", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert len(report["grid"]) == 35
+    assert report["grid"][0]["fit_ndcg@10_sum"] == max(g["fit_ndcg@10_sum"] for g in report["grid"])
+    (name, data), = report["datasets"].items()
+    assert sum(data["questions"].values()) == 12  # the 20% of queries train-encoder holds out
+    one_line_error(CliRunner().invoke(cli, ["tune-fusion"]), "--data", "--beir")

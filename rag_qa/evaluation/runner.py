@@ -92,7 +92,7 @@ def beir_eval_set(folder: str | Path, split: str = "test", limit: int | None = N
     return EvalSet(name=f"{folder.name} ({split})", corpus=corpus, queries=queries, qrels={q: qrels[q] for q, _ in queries})
 
 
-def _ensure_index(eval_set: EvalSet, index_dir: Path, encoder: str | Path | None, show_progress: bool):
+def ensure_index(eval_set: EvalSet, index_dir: Path, encoder: str | Path | None, show_progress: bool):
     from rag_qa.retrieval.builder import build_index
     from rag_qa.retrieval.index import Index
 
@@ -135,7 +135,7 @@ def run_eval(
     if not eval_set.queries:
         raise InputError(f"{eval_set.name} has no questions to evaluate")
     with tempfile.TemporaryDirectory() as tmp:
-        index = _ensure_index(eval_set, Path(index_dir) if index_dir else Path(tmp) / "index", encoder, show_progress)
+        index = ensure_index(eval_set, Path(index_dir) if index_dir else Path(tmp) / "index", encoder, show_progress)
         results: dict[str, Any] = {"dataset": eval_set.name, "questions": len(eval_set.queries), "documents": len(eval_set.corpus), "passages": len(index)}
         results["modes"] = {mode: retrieval_scores(index, eval_set, mode) for mode in modes}
         if reader is not None and eval_set.examples:
