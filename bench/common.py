@@ -9,6 +9,7 @@ import platform
 import random
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -78,6 +79,14 @@ def machine() -> dict[str, object]:
     except (OSError, subprocess.CalledProcessError):
         info["commit"] = None
     return info
+
+
+def command(script: str, argv: list[str] | None) -> str:
+    """The command line that produced a result, for the tables that quote it."""
+    import shlex
+
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", f"bench/{Path(script).name}", *(shlex.quote(a) for a in args)])
 
 
 def versions(*packages: str) -> dict[str, str | None]:

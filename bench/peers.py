@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, markdown_table, versions  # noqa: E402
+from common import command, machine, markdown_table, versions  # noqa: E402
 
 SYSTEMS = ("ragqa", "langchain", "haystack")
 RECALL_KS = (1, 5, 20, 100)
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
         (args.work / f"{args.system}.json").write_text(json.dumps(result))
         return result
 
-    results: dict = {"machine": machine(), "versions": versions("ragqa", "torch", "faiss-cpu", "bm25s", "rank-bm25", "langchain-core", "langchain-community", "langchain-classic", "langchain-huggingface", "haystack-ai", "sentence-transformers"), "systems": {}, "not_run": {}}
+    results: dict = {"machine": machine(), "command": command(__file__, argv), "versions": versions("ragqa", "torch", "faiss-cpu", "bm25s", "rank-bm25", "langchain-core", "langchain-community", "langchain-classic", "langchain-huggingface", "haystack-ai", "sentence-transformers"), "systems": {}, "not_run": {}}
     with tempfile.TemporaryDirectory(prefix="ragqa-peers-") as tmp:
         work = Path(tmp)
         results["data"] = prepare(args.data, work, args.questions, args.seed)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, markdown_table, versions  # noqa: E402
+from common import command, machine, markdown_table, versions  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     held = split_by_article(read_squad(squad))[1]
     sample = random.Random(0).sample(held, min(args.questions, len(held)))
     references = {e.qid: list(e.answer_texts) for e in sample}
-    results: dict = {"machine": machine(), "versions": versions("ragqa", "torch", "transformers"), "questions": len(sample)}
+    results: dict = {"machine": machine(), "command": command(__file__, argv), "versions": versions("ragqa", "torch", "transformers"), "questions": len(sample)}
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     quality = []

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import load_corpus, machine, markdown_table, timed, versions  # noqa: E402
+from common import command, load_corpus, machine, markdown_table, timed, versions  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows, queries = load_corpus(args.data, args.max_passages)
     queries = queries[: args.queries]
-    results: dict = {"machine": machine(), "versions": versions("ragqa", "bm25s", "rank-bm25", "faiss-cpu", "torch", "sentence-transformers")}
+    results: dict = {"machine": machine(), "command": command(__file__, argv), "versions": versions("ragqa", "bm25s", "rank-bm25", "faiss-cpu", "torch", "sentence-transformers")}
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus_file = Path(tmp) / "corpus.jsonl"

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import load_corpus, machine, markdown_table, versions  # noqa: E402
+from common import command, load_corpus, machine, markdown_table, versions  # noqa: E402
 
 DOCS_PER_FILE = 5_000
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    results = {"machine": machine(), "versions": versions("ragqa", "torch", "faiss-cpu", "bm25s"), "sentence_pool": len(pool), "sizes": rows}
+    results = {"machine": machine(), "command": command(__file__, argv), "versions": versions("ragqa", "torch", "faiss-cpu", "bm25s"), "sentence_pool": len(pool), "sizes": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     png = args.plot or args.out.with_suffix(".png")

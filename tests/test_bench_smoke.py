@@ -106,3 +106,17 @@ def test_peers_runs_each_system_in_its_own_process(tmp_path, capsys, tiny_qa_bas
     ragqa = results["systems"]["ragqa"]
     assert ragqa["retrieval"]["bm25"]["recall@100"] == 1.0  # ten paragraphs: everything is in the top 100
     assert ragqa["end_to_end"]["ragqa hybrid (base encoder)"]["questions"] == 4
+
+
+def test_report_rewrites_only_the_marked_readme_section(tmp_path):
+    import report
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nBefore.\n\n{report.BEGIN}\nold tables\n{report.END}\n\nAfter.\n")
+    report.main(["--readme", str(readme)])
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nBefore.\n") and text.endswith("\n\nAfter.\n")
+    assert "old tables" not in text and "### BM25 and retrieval speed" in text and "| BM25, ragqa (1 thread) |" in text
+    (tmp_path / "plain.md").write_text("no markers")
+    with pytest.raises(SystemExit, match="no bench markers"):
+        report.main(["--readme", str(tmp_path / "plain.md")])
