@@ -80,3 +80,17 @@ def tiny_qa_base(tmp_path_factory) -> Path:
     BertForQuestionAnswering(config).save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     return out
+
+
+@pytest.fixture()
+def unreadable_as_root(monkeypatch):
+    """Files chmod-ed to 000 refuse to be read, as they do for users, even
+    when the tests run as root (who may read anything)."""
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        if not (self.stat().st_mode & 0o444):
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)

@@ -193,19 +193,6 @@ def write_bad_folder(root: Path) -> tuple[Path, dict[str, str]]:
     return docs, {"empty.txt": "empty", "image.txt": "binary", "broken.pdf": "PDF", "rows.jsonl:2": "invalid JSON", "locked.txt": "Permission denied"}
 
 
-@pytest.fixture()
-def unreadable_as_root(monkeypatch):
-    """Make chmod 000 refuse reads even when the tests run as root."""
-    real = Path.read_bytes
-
-    def read_bytes(self):
-        if self.name == "locked.txt" and not (self.stat().st_mode & 0o444):
-            raise PermissionError(13, "Permission denied")
-        return real(self)
-
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
-
-
 def check_skips(skipped: list[tuple[str, str]], expected: dict[str, str]) -> None:
     by_name = {path.rsplit("/", 1)[-1]: reason for path, reason in skipped}
     assert set(by_name) == set(expected), by_name
