@@ -53,6 +53,12 @@ def retrieval_speed(r: dict) -> str:
         "",
         markdown_table(["what", "queries/s", "ratio"], rows),
         "",
+        "" if "build_s" not in bm["ragqa"] else markdown_table(
+            ["BM25 system (own process)", "build s", "memory added by building MiB", "memory added by loading MiB"],
+            [[name, f"{bm[name]['build_s']:.2f}", f"{bm[name]['rss_built_mb']:.0f}", "no file format (pickle only)" if bm[name].get("rss_loaded_mb") is None else f"{bm[name]['rss_loaded_mb']:.0f} (memory-mapped)" if name == "ragqa" else f"{bm[name]['rss_loaded_mb']:.0f}"]
+             for name in ("ragqa", "bm25s", "rank-bm25") if "build_s" in bm[name]],
+        ),
+        "",
         f"ragqa's BM25 top-10 equals rank-bm25's on {100 * bm['agreement_top10_with_rank_bm25']:.0f}% of the questions compared. "
         f"Indexing (read, chunk, embed, BM25, FAISS, write): {r['indexing']['passages_per_s']:.0f} passages/s.",
     ])

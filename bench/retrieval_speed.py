@@ -19,6 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,8 +31,69 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import command, load_corpus, machine, markdown_table, timed, versions  # noqa: E402
 
 
+BM25_SYSTEMS = ("ragqa", "bm25s", "rank-bm25")
+
+
+def bm25_footprint(system: str, texts_file: Path) -> dict:
+    """Build one system's BM25 index over the texts, in this (fresh) process:
+    build time, and resident memory the index adds once built and (where the
+    system saves to disk) once loaded back."""
+    import gc
+
+    import psutil
+
+    from rag_qa.retrieval.tokenize import tokenize
+
+    texts = json.loads(texts_file.read_text(encoding="utf-8"))
+    proc = psutil.Process()
+    with tempfile.TemporaryDirectory() as tmp:
+        if system == "ragqa":
+            from rag_qa.config import BM25Config
+            from rag_qa.retrieval.bm25 import BM25Retriever
+
+            base = proc.memory_info().rss
+            start = time.perf_counter()
+            index = BM25Retriever.build(texts, BM25Config())
+            build_s = time.perf_counter() - start
+            built = proc.memory_info().rss - base
+            index.save(tmp)
+            del index
+            gc.collect()
+            base = proc.memory_info().rss
+            index = BM25Retriever.load(tmp, BM25Config())
+            index.search("warm up", 10)
+            loaded = proc.memory_info().rss - base
+        elif system == "bm25s":
+            import bm25s
+
+            base = proc.memory_info().rss
+            start = time.perf_counter()
+            index = bm25s.BM25()
+            index.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+            build_s = time.perf_counter() - start
+            built = proc.memory_info().rss - base
+            index.save(tmp)
+            del index
+            gc.collect()
+            base = proc.memory_info().rss
+            index = bm25s.BM25.load(tmp, mmap=True)
+            index.retrieve(bm25s.tokenize(["warm up"], stopwords="en", show_progress=False), k=10, show_progress=False)
+            loaded = proc.memory_info().rss - base
+        else:
+            from rank_bm25 import BM25Okapi
+
+            base = proc.memory_info().rss
+            start = time.perf_counter()
+            index = BM25Okapi([tokenize(x) for x in texts])
+            build_s = time.perf_counter() - start
+            built = proc.memory_info().rss - base
+            loaded = None  # rank-bm25 has no file format of its own (only pickle)
+    return {"build_s": build_s, "rss_built_mb": built / 2**20, "rss_loaded_mb": None if loaded is None else loaded / 2**20}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bm25-footprint", nargs=2, metavar=("SYSTEM", "TEXTS"), help=argparse.SUPPRESS)  # internal: one system per process
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with squad_v1.1/ and scifact_beir/")
     parser.add_argument("--max-passages", type=int, default=None, help="sample this many passages (default: all, about 24,000)")
     parser.add_argument("--queries", type=int, default=1000, help="questions for ragqa and bm25s")
@@ -40,6 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "retrieval_speed.json")
     args = parser.parse_args(argv)
+    if args.bm25_footprint:
+        system, texts_file = args.bm25_footprint
+        print(json.dumps(bm25_footprint(system, Path(texts_file))))
+        return {}
 
     import bm25s
     import torch
@@ -96,6 +162,12 @@ def main(argv: list[str] | None = None) -> dict:
             got = scores[[row_of[h.passage.passage_id] for h in hits]]
             same += len(got) == len(expected) and bool(np.allclose(got, expected, rtol=1e-5, atol=1e-6))
         bm25["agreement_top10_with_rank_bm25"] = same / len(few)
+        # Build time and memory, each system in a process of its own.
+        texts_file = Path(tmp) / "texts.json"
+        texts_file.write_text(json.dumps(texts), encoding="utf-8")
+        for system in BM25_SYSTEMS:
+            done = subprocess.run([sys.executable, __file__, "--bm25-footprint", system, str(texts_file)], capture_output=True, text=True, check=True)
+            bm25[system].update(json.loads(done.stdout.strip().splitlines()[-1]))
         results["bm25"] = bm25
 
         dq = queries[: args.dense_queries]
@@ -121,6 +193,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"Corpus: {c['documents']:,} documents -> {c['passages']:,} passages; {c['queries']:,} questions; {results['machine']['cpu']} ({results['machine']['cores']} cores)")
     print(table)
     print(f"Indexing: {results['indexing']['passages_per_s']:,.1f} passages/s ({results['indexing']['seconds']:.1f} s, read + chunk + embed + BM25 + FAISS + write)")
+    print(markdown_table(
+        ["BM25 system", "build s", "memory added by building MiB", "memory added by loading MiB"],
+        [[name, f"{b[name]['build_s']:.2f}", f"{b[name]['rss_built_mb']:.0f}", "no file format" if b[name]["rss_loaded_mb"] is None else f"{b[name]['rss_loaded_mb']:.0f}"] for name in BM25_SYSTEMS],
+    ))
     print(f"Top-10 the same as rank-bm25's (ties in any order) for {b['agreement_top10_with_rank_bm25']:.1%} of {b['rank-bm25']['queries']} questions")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
