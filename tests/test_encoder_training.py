@@ -39,3 +39,17 @@ def test_train_encoder_smoke(tmp_path, tiny_encoder):
     assert model.encode(["a query"]).shape == (1, 32)
     assert not (out / "training_args.bin").exists()
     assert json.loads((out / "eval_results.json").read_text())["steps"] == results["steps"]
+
+
+def test_export_halves_the_weights_and_keeps_the_vectors(tmp_path, tiny_encoder):
+    import numpy as np
+
+    from rag_qa.retrieval.dense import Encoder
+    from rag_qa.training.encoder import export_encoder
+
+    out = export_encoder(tiny_encoder, tmp_path / "fp16")
+    assert (out / "model.safetensors").stat().st_size < 0.6 * (tiny_encoder / "model.safetensors").stat().st_size
+    texts = ["a question about planets", "Jupiter is the largest planet."]
+    before = Encoder(tiny_encoder, device="cpu", precision="float32").encode(texts)
+    after = Encoder(out, device="cpu", precision="float32").encode(texts)
+    np.testing.assert_allclose(after, before, atol=5e-3)

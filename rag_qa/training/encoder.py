@@ -87,12 +87,12 @@ def train_encoder(train_source: str | Path, out_dir: str | Path, config: Encoder
     from sentence_transformers.base.sampler import BatchSamplers
     from transformers import EarlyStoppingCallback
 
-    from rag_qa.models import check_model_dir, default_encoder_path
+    from rag_qa.models import base_model_path, check_model_dir
     from rag_qa.training.reader import _precision_flags
 
     config.validate()
     out_dir = Path(out_dir)
-    base = check_model_dir(config.base or default_encoder_path(), kind="encoder")
+    base = check_model_dir(config.base or base_model_path(), kind="encoder")
     # The split seed is fixed so that `ragqa eval --held-out` scores exactly these queries.
     pairs = load_pairs(train_source, held_out_percent=config.held_out_percent, eval_fraction=config.eval_fraction, seed=0)
     rng = random.Random(config.seed)
@@ -184,3 +184,23 @@ def _merge_lora(model):
         else:
             transformer.model = merged
     return model
+
+
+def export_encoder(src: str | Path, dst: str | Path, dtype: str = "float16") -> Path:
+    """Copy a trained sentence-transformers directory with its weights cast to
+    ``dtype`` (half the size in float16), leaving checkpoints behind."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from rag_qa.models import check_model_dir
+
+    src, dst = check_model_dir(src, kind="encoder"), Path(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints", "training_args.bin", "*.pt", "*.pth", "*.bin"), dirs_exist_ok=True)
+    for weights in src.rglob("*.safetensors"):
+        if "checkpoints" in weights.relative_to(src).parts:
+            continue
+        tensors = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+        save_file(tensors, str(dst / weights.relative_to(src)), metadata={"format": "pt"})
+    return dst

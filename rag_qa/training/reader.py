@@ -167,12 +167,12 @@ def train_reader(
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
-    from rag_qa.models import check_model_dir, default_encoder_path
+    from rag_qa.models import base_model_path, check_model_dir
 
     config.validate()
     set_seed(config.seed)
     out_dir = Path(out_dir)
-    base = check_model_dir(config.base or default_encoder_path(), kind="base model")
+    base = check_model_dir(config.base or base_model_path(), kind="base model")
 
     examples = read_squad(train_path)
     if eval_path:
