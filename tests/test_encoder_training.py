@@ -53,3 +53,20 @@ def test_export_halves_the_weights_and_keeps_the_vectors(tmp_path, tiny_encoder)
     before = Encoder(tiny_encoder, device="cpu", precision="float32").encode(texts)
     after = Encoder(out, device="cpu", precision="float32").encode(texts)
     np.testing.assert_allclose(after, before, atol=5e-3)
+
+
+def test_squad_pairs_hold_out_whole_articles_and_search_only_their_paragraphs(tmp_path):
+    from rag_qa.training.pairs import from_squad
+    from rag_qa.training.squad import is_held_out
+
+    titles = [f"Article_{i}" for i in range(60)]
+    held = [t for t in titles if is_held_out(t)]
+    assert held and len(held) < len(titles)
+    data = {"version": "1.1", "data": [
+        {"title": t, "paragraphs": [{"context": f"{t} paragraph {p} text.", "qas": [{"id": f"{t}-{p}", "question": f"What about {t} {p}?", "answers": [{"text": "text", "answer_start": 0}]}]} for p in range(2)]}
+        for t in titles]}
+    (tmp_path / "s.json").write_text(json.dumps(data))
+    pairs = from_squad(tmp_path / "s.json")
+    assert len(pairs.eval_queries) == 2 * len(held) and len(pairs.train) == 2 * (len(titles) - len(held))
+    assert {pairs.corpus[d].split("\n")[0] for d in pairs.eval_corpus} == {t.replace("_", " ") for t in held}
+    assert all(d in pairs.eval_corpus for rel in pairs.eval_qrels.values() for d in rel)

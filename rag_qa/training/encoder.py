@@ -65,7 +65,7 @@ def _evaluator(pairs: PairSet, max_queries: int | None, seed: int):
         qids = sorted(random.Random(seed).sample(qids, max_queries))
     return InformationRetrievalEvaluator(
         queries={q: pairs.eval_queries[q] for q in qids},
-        corpus=pairs.corpus,
+        corpus=pairs.corpus if pairs.eval_corpus is None else {d: pairs.corpus[d] for d in pairs.eval_corpus},
         relevant_docs={q: pairs.eval_qrels[q] for q in qids},
         name="heldout",
         ndcg_at_k=[10],

@@ -20,6 +20,7 @@ class PairSet:
     train: list[tuple[str, str, list[str]]]  # (query, positive doc id, negative doc ids)
     eval_queries: dict[str, str] = field(default_factory=dict)  # query id -> text
     eval_qrels: dict[str, set[str]] = field(default_factory=dict)  # query id -> relevant doc ids
+    eval_corpus: set[str] | None = None  # the doc ids held-out queries are searched over (None: all)
 
 
 def _doc_text(title: str, text: str) -> str:
@@ -39,6 +40,8 @@ def from_squad(path: str | Path, held_out_percent: int = 5) -> PairSet:
     pairs = PairSet(corpus=corpus, train=[(e.question, ids[e.context], []) for e in train])
     pairs.eval_queries = {e.qid: e.question for e in held}
     pairs.eval_qrels = {e.qid: {ids[e.context]} for e in held}
+    # Searched over the held-out paragraphs only, as `ragqa eval --held-out` does.
+    pairs.eval_corpus = {ids[e.context] for e in held}
     return pairs
 
 
