@@ -85,7 +85,7 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @index_dir_option
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML index settings (see configs/index.yaml).")
-@click.option("--encoder", type=click.Path(path_type=Path), help="Local sentence-transformers directory to embed with (default: the bundled all-MiniLM-L6-v2).")
+@click.option("--encoder", type=click.Path(path_type=Path), help="Local sentence-transformers directory to embed with (default: the encoder shipped with ragqa, all-MiniLM-L6-v2 fine-tuned on SQuAD).")
 @click.option("--wait", type=float, default=0, show_default=True, help="Seconds to wait if another build holds the index.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @click.pass_context
@@ -158,7 +158,7 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
         f"Documents:  {info['documents']}",
         f"Passages:   {info['passages']} ({info['chunking']['size']} words, {info['chunking']['overlap']} overlap)",
         f"Vocabulary: {info['vocabulary']} BM25 terms (k1={info['bm25']['k1']}, b={info['bm25']['b']})",
-        f"Encoder:    {'bundled all-MiniLM-L6-v2' if enc['default'] else enc['path']} ({enc['dimension']}-d, sha256 {enc['sha256'][:12]})",
+        f"Encoder:    {'the default (all-MiniLM-L6-v2 fine-tuned on SQuAD)' if enc['default'] else enc['path']} ({enc['dimension']}-d, sha256 {enc['sha256'][:12]})",
         f"FAISS:      {info['faiss']['type']}, {info['faiss']['ntotal']} vectors",
         f"Fusion:     {info['fusion']['method']}",
         f"Size:       {info['bytes'] / 2**20:.1f} MiB",

@@ -66,7 +66,9 @@ class DenseConfig:
 class FusionConfig:
     """How BM25 and dense rankings are combined in ``hybrid`` mode."""
 
-    method: str = "rrf"  # "rrf" or "weighted"
+    # Chosen with `ragqa tune-fusion` on held-out SQuAD and SciFact questions
+    # (see docs/fine-tuning.md): min-max normalised scores, equal weights.
+    method: str = "weighted"  # "weighted" or "rrf"
     rrf_k: int = 60
     bm25_weight: float = 0.5
     dense_weight: float = 0.5

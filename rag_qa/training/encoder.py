@@ -197,7 +197,7 @@ def export_encoder(src: str | Path, dst: str | Path, dtype: str = "float16") -> 
     from rag_qa.models import check_model_dir
 
     src, dst = check_model_dir(src, kind="encoder"), Path(dst)
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints", "training_args.bin", "*.pt", "*.pth", "*.bin"), dirs_exist_ok=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints", "eval", "trainer_state.json", "*.pt", "*.pth", "*.bin"), dirs_exist_ok=True)
     for weights in src.rglob("*.safetensors"):
         if "checkpoints" in weights.relative_to(src).parts:
             continue
