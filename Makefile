@@ -42,9 +42,9 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test
 # Every benchmark, sized to about 20 minutes on a 2-core CPU; then the README tables.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/retrieval_speed.py --data $(DATA) --max-passages 20000
-	$(BIN)/python bench/reader_speed.py --data $(DATA)
-	$(BIN)/python bench/peers.py --data $(DATA) --questions 500
-	$(BIN)/python bench/scaling.py --data $(DATA) --sizes 10000,50000
+	$(BIN)/python bench/reader_speed.py --data $(DATA) --questions 150
+	$(BIN)/python bench/peers.py --data $(DATA) --questions 300
+	$(BIN)/python bench/scaling.py --data $(DATA) --sizes 5000,20000
 	$(BIN)/python bench/report.py
 
 clean:
