@@ -46,48 +46,48 @@ def bm25_footprint(system: str, texts_file: Path) -> dict:
 
     texts = json.loads(texts_file.read_text(encoding="utf-8"))
     proc = psutil.Process()
-    with tempfile.TemporaryDirectory() as tmp:
-        if system == "ragqa":
-            from rag_qa.config import BM25Config
-            from rag_qa.retrieval.bm25 import BM25Retriever
+    if system == "ragqa":
+        from rag_qa.config import BM25Config
+        from rag_qa.retrieval.bm25 import BM25Retriever
 
-            base = proc.memory_info().rss
-            start = time.perf_counter()
-            index = BM25Retriever.build(texts, BM25Config())
-            build_s = time.perf_counter() - start
-            built = proc.memory_info().rss - base
-            index.save(tmp)
-            del index
-            gc.collect()
-            base = proc.memory_info().rss
-            index = BM25Retriever.load(tmp, BM25Config())
+        def build():
+            return BM25Retriever.build(texts, BM25Config())
+
+        def load(folder):
+            index = BM25Retriever.load(folder, BM25Config())
             index.search("warm up", 10)
-            loaded = proc.memory_info().rss - base
-        elif system == "bm25s":
-            import bm25s
+            return index
+    elif system == "bm25s":
+        import bm25s
 
-            base = proc.memory_info().rss
-            start = time.perf_counter()
+        def build():
             index = bm25s.BM25()
             index.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-            build_s = time.perf_counter() - start
-            built = proc.memory_info().rss - base
+            return index
+
+        def load(folder):
+            index = bm25s.BM25.load(folder, mmap=True)
+            index.retrieve(bm25s.tokenize(["warm up"], stopwords="en", show_progress=False), k=10, show_progress=False)
+            return index
+    else:
+        from rank_bm25 import BM25Okapi
+
+        build = lambda: BM25Okapi([tokenize(x) for x in texts])  # noqa: E731
+        load = None  # rank-bm25 has no file format of its own (only pickle)
+    base = proc.memory_info().rss
+    start = time.perf_counter()
+    index = build()
+    build_s = time.perf_counter() - start
+    built = proc.memory_info().rss - base
+    loaded = None
+    if load is not None:
+        with tempfile.TemporaryDirectory() as tmp:
             index.save(tmp)
             del index
             gc.collect()
             base = proc.memory_info().rss
-            index = bm25s.BM25.load(tmp, mmap=True)
-            index.retrieve(bm25s.tokenize(["warm up"], stopwords="en", show_progress=False), k=10, show_progress=False)
+            kept = load(tmp)  # noqa: F841 - held while memory is read
             loaded = proc.memory_info().rss - base
-        else:
-            from rank_bm25 import BM25Okapi
-
-            base = proc.memory_info().rss
-            start = time.perf_counter()
-            index = BM25Okapi([tokenize(x) for x in texts])
-            build_s = time.perf_counter() - start
-            built = proc.memory_info().rss - base
-            loaded = None  # rank-bm25 has no file format of its own (only pickle)
     return {"build_s": build_s, "rss_built_mb": built / 2**20, "rss_loaded_mb": None if loaded is None else loaded / 2**20}
 
 
