@@ -112,22 +112,32 @@ def timed_rankings(search, queries: list[dict], warmup: int = 5) -> tuple[list[l
     return rankings, seconds
 
 
-def end_to_end(retrieve, reader, passages: list[dict], queries: list[dict], warmup: int = 3) -> dict:
-    """ragqa's reader on a system's top-10 passages: EM/F1 and warm latency of retrieve + read."""
+def end_to_end(answer, queries: list[dict], warmup: int = 3) -> dict:
+    """EM/F1 and warm latency of ``answer(question) -> text`` (retrieve + read)."""
     from rag_qa.evaluation.metrics import squad_scores
-    from rag_qa.types import Passage
 
-    objects = [Passage.from_dict(p["passage"]) for p in passages]
     for q in queries[:warmup]:
-        reader.read(q["question"], [objects[i] for i in retrieve(q["question"])], top_k=1)
+        answer(q["question"])
     predictions, seconds = {}, []
     for q in queries:
         start = time.perf_counter()
-        answers = reader.read(q["question"], [objects[i] for i in retrieve(q["question"])], top_k=1)
+        predictions[q["qid"]] = answer(q["question"])
         seconds.append(time.perf_counter() - start)
-        predictions[q["qid"]] = answers[0].text if answers else ""
     scores = squad_scores(predictions, {q["qid"]: q["answers"] for q in queries})
     return {"exact_match": scores["exact_match"], "f1": scores["f1"], "questions": len(queries), **latency(seconds)}
+
+
+def reader_on(retrieve, reader, passages: list[dict]):
+    """An ``answer`` function: ragqa's reader on the passages a peer retrieves."""
+    from rag_qa.types import Passage
+
+    objects = [Passage.from_dict(p["passage"]) for p in passages]
+
+    def answer(question: str) -> str:
+        answers = reader.read(question, [objects[i] for i in retrieve(question)], top_k=1)
+        return answers[0].text if answers else ""
+
+    return answer
 
 
 def shared_reader(path: str | None):
@@ -141,7 +151,6 @@ def shared_reader(path: str | None):
 
 
 def run_ragqa(work: Path, args) -> dict:
-    from rag_qa.evaluation.metrics import squad_scores
     from rag_qa.models import default_encoder_path
     from rag_qa.pipeline import RagQA
     from rag_qa.retrieval.builder import build_index
@@ -166,19 +175,12 @@ def run_ragqa(work: Path, args) -> dict:
             rankings, seconds = timed_rankings(search, queries)
             out["retrieval"][label] = score_rankings(rankings, passages, queries, seconds)
         qa = RagQA(index, reader)
-        e2e_queries = queries[: args.e2e_questions]
-        for q in e2e_queries[:3]:
-            qa.ask(q["question"], top_k_passages=10, top_k_answers=1)
-        predictions, seconds = {}, []
-        for q in e2e_queries:
-            start = time.perf_counter()
-            answers = qa.ask(q["question"], top_k_passages=10, top_k_answers=1)
-            seconds.append(time.perf_counter() - start)
-            predictions[q["qid"]] = answers[0].text if answers else ""
-        scores = squad_scores(predictions, {q["qid"]: q["answers"] for q in e2e_queries})
-        out.setdefault("end_to_end", {})[f"ragqa hybrid ({name} encoder)"] = {
-            "exact_match": scores["exact_match"], "f1": scores["f1"], "questions": len(e2e_queries), **latency(seconds)
-        }
+
+        def answer(question: str, qa=qa) -> str:
+            answers = qa.ask(question, top_k_passages=10, top_k_answers=1)
+            return answers[0].text if answers else ""
+
+        out.setdefault("end_to_end", {})[f"ragqa hybrid ({name} encoder)"] = end_to_end(answer, queries[: args.e2e_questions])
     out["reader"] = {"ragqa Reader": _ragqa_reader_speed(reader, queries[: args.reader_questions])}
     return out
 
@@ -230,7 +232,7 @@ def run_langchain(work: Path, args) -> dict:
         out["retrieval"][label] = score_rankings(rankings, passages, queries, seconds)
     reader = shared_reader(args.reader)
     top10 = lambda q: [d.metadata["n"] for d in ensemble.invoke(q)][:10]  # noqa: E731
-    out["end_to_end"] = {"LangChain EnsembleRetriever + ragqa reader": end_to_end(top10, reader, passages, queries[: args.e2e_questions])}
+    out["end_to_end"] = {"LangChain EnsembleRetriever + ragqa reader": end_to_end(reader_on(top10, reader, passages), queries[: args.e2e_questions])}
     return out
 
 
@@ -281,7 +283,7 @@ def run_haystack(work: Path, args) -> dict:
         out["retrieval"][label] = score_rankings(rankings, passages, queries, seconds)
     reader = shared_reader(args.reader)
     top10 = lambda q: [d.meta["n"] for d in runs["BM25 + embedding, RRF joiner"](q)][:10]  # noqa: E731
-    out["end_to_end"] = {"Haystack BM25 + embedding (RRF) + ragqa reader": end_to_end(top10, reader, passages, queries[: args.e2e_questions])}
+    out["end_to_end"] = {"Haystack BM25 + embedding (RRF) + ragqa reader": end_to_end(reader_on(top10, reader, passages), queries[: args.e2e_questions])}
     out["reader"] = {"Haystack ExtractiveReader": _haystack_reader_speed(args.reader, queries[: args.reader_questions])}
     return out
 
