@@ -1,4 +1,5 @@
 import json
+import math
 import random
 
 import pytest
@@ -55,3 +56,14 @@ def test_reader_train_config_rejects_bad_stride():
 
     with pytest.raises(InputError, match="doc_stride"):
         ReaderTrainConfig(max_seq_length=64, doc_stride=64).validate()
+
+
+def test_train_reader_continues_from_a_float16_reader(tmp_path, tiny_qa_base):
+    """The shipped readers are float16; training further from one must work (float32 master weights)."""
+    from rag_qa.training.reader import export_reader
+
+    half = export_reader(tiny_qa_base, tmp_path / "half", dtype="float16")
+    train = make_squad(tmp_path / "train.json", 32, seed=3)
+    config = ReaderTrainConfig(base=str(half), max_seq_length=64, doc_stride=32, batch_size=16, max_steps=2, eval_steps=2, logging_steps=1, precision="bf16", eval_examples=8)
+    results = train_reader(train, tmp_path / "reader", config, eval_path=train, show_progress=False)
+    assert all(math.isfinite(h["loss"]) for h in results["log_history"] if "loss" in h)

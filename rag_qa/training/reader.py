@@ -193,7 +193,9 @@ def train_reader(
     tokenizer = AutoTokenizer.from_pretrained(str(base), use_fast=True, local_files_only=True)
     if not tokenizer.is_fast:
         raise InputError(f"{base} has no fast tokenizer (tokenizer.json): the reader needs offset mappings")
-    model = AutoModelForQuestionAnswering.from_pretrained(str(base), local_files_only=True, trust_remote_code=False)
+    # Master weights in float32 whatever the base was saved in (the shipped readers are float16);
+    # mixed precision, when on, is the Trainer's autocast.
+    model = AutoModelForQuestionAnswering.from_pretrained(str(base), local_files_only=True, trust_remote_code=False, dtype=torch.float32)
 
     logger.info("tokenising %d training and %d evaluation questions", len(train_examples), len(eval_examples))
     train_features = prepare_train_features(train_examples, tokenizer, config.max_seq_length, config.doc_stride)
