@@ -200,7 +200,7 @@ def _ragqa_reader_speed(reader, queries: list[dict]) -> dict:
             predictions[q["qid"]] = q["context"][best.start : best.end] if best else ""
     seconds = time.perf_counter() - start
     scores = squad_scores(predictions, {q["qid"]: q["answers"] for q in queries})
-    return {"exact_match": scores["exact_match"], "f1": scores["f1"], "passages_per_s": len(queries) / seconds, "precision": str(reader._model.dtype).replace("torch.", "")}
+    return {"exact_match": scores["exact_match"], "f1": scores["f1"], "passages_per_s": len(queries) / seconds, "precision": reader.backend}
 
 
 def _base_encoder() -> Path:

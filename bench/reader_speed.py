@@ -1,5 +1,6 @@
-"""Reader speed and quality: passages/s and EM/F1 on gold passages by precision,
-warm `ask` latency at top-10 passages, and cold `ragqa ask` wall time.
+"""Reader speed and quality: passages/s and EM/F1 on gold passages by runtime
+(torch float32 / bfloat16, ONNX Runtime float32 / int8), warm `ask` latency at
+top-10 passages, and cold `ragqa ask` wall time by runtime.
 
     python bench/reader_speed.py --data ../shared/data [--reader DIR]
 
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--questions", type=int, default=300, help="held-out questions for EM/F1 and passages/s")
     parser.add_argument("--asks", type=int, default=50, help="questions for warm ask latency")
     parser.add_argument("--cold-runs", type=int, default=3)
-    parser.add_argument("--precisions", default="float32,bfloat16", help="comma-separated reader precisions to compare on CPU")
+    parser.add_argument("--runtimes", default="torch:float32,torch:bfloat16,onnx,onnx-int8",
+                        help="comma-separated reader runtimes to compare on CPU, as RUNTIME[:PRECISION]")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "reader_speed.json")
     args = parser.parse_args(argv)
 
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     from rag_qa.evaluation.metrics import squad_scores
     from rag_qa.evaluation.reader_eval import predict_gold
     from rag_qa.reading.reader import Reader
+    from rag_qa.runtime import resolve_runtime
     from rag_qa.training.squad import read_squad, split_by_article
 
     squad = args.data / "squad_v1.1" / "train-v1.1.json.gz"
@@ -58,14 +61,15 @@ def main(argv: list[str] | None = None) -> dict:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     quality = []
     for device in devices:
-        for precision in (args.precisions.split(",") if device == "cpu" else ["float16"]):
-            reader = Reader(args.reader, device=device, precision=precision).warm_up()
+        for choice in (args.runtimes.split(",") if device == "cpu" else ["torch:float16"]):
+            runtime, _, precision = choice.partition(":")
+            reader = Reader(args.reader, device=device, runtime=runtime, precision=precision or "auto").warm_up()
             predict_gold(reader, sample[:16])  # warm-up
             start = time.perf_counter()
             predictions = predict_gold(reader, sample)
             seconds = time.perf_counter() - start
             scores = squad_scores(predictions, references)
-            quality.append({"device": device, "precision": precision, "exact_match": scores["exact_match"], "f1": scores["f1"], "passages_per_s": len(sample) / seconds})
+            quality.append({"device": device, "precision": reader.backend, "exact_match": scores["exact_match"], "f1": scores["f1"], "passages_per_s": len(sample) / seconds})
     results["gold_passages"] = quality
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,24 +89,30 @@ def main(argv: list[str] | None = None) -> dict:
         e2e = squad_scores(predictions, {e.qid: list(e.answer_texts) for e in sample[: args.asks]})
         results["warm_ask"] = {
             "passages": 10, "asks": len(latencies), "p50_ms": 1000 * float(np.percentile(latencies, 50)), "p95_ms": 1000 * float(np.percentile(latencies, 95)),
-            "open_domain_exact_match": e2e["exact_match"], "open_domain_f1": e2e["f1"], "corpus_passages": len(qa.index), "reader_precision": qa.reader.config.precision,
+            "open_domain_exact_match": e2e["exact_match"], "open_domain_f1": e2e["f1"], "corpus_passages": len(qa.index), "reader_precision": qa.reader.backend,
         }
         ragqa = shutil.which("ragqa") or str(Path(sys.executable).parent / "ragqa")
-        cmd = [ragqa, "-q", "ask", sample[0].question, "--index-dir", str(Path(tmp) / "index")] + (["--reader", str(args.reader)] if args.reader else [])
-        cold = []
-        for _ in range(args.cold_runs):
-            start = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True)
-            cold.append(time.perf_counter() - start)
-        results["cold_ask_s"] = {"median": float(np.median(cold)), "min": min(cold), "max": max(cold), "runs": len(cold)}
+        cold_by_runtime = {}
+        for runtime in ("auto", "torch"):
+            cmd = [ragqa, "-q", "ask", sample[0].question, "--index-dir", str(Path(tmp) / "index"), "--runtime", runtime] + (["--reader", str(args.reader)] if args.reader else [])
+            subprocess.run(cmd, check=True, capture_output=True)  # first run: exports the models if this runtime needs it
+            cold = []
+            for _ in range(args.cold_runs):
+                start = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True)
+                cold.append(time.perf_counter() - start)
+            cold_by_runtime[runtime] = {"median": float(np.median(cold)), "min": min(cold), "max": max(cold), "runs": len(cold)}
+        results["cold_ask_s"] = {**cold_by_runtime["auto"], "runtime": resolve_runtime("auto"), "torch": cold_by_runtime["torch"]}
 
     rows = [[q["device"], q["precision"], f"{q['exact_match']:.1f}", f"{q['f1']:.1f}", f"{q['passages_per_s']:.1f}"] for q in quality]
     print(f"Reader on {len(sample)} held-out SQuAD questions, gold passages; {results['machine']['cpu']} ({results['machine']['cores']} cores)")
-    print(markdown_table(["device", "precision", "EM", "F1", "passages/s"], rows))
+    print(markdown_table(["device", "runtime", "EM", "F1", "passages/s"], rows))
     w = results["warm_ask"]
     print(f"Warm ask, top-10 passages of {w['corpus_passages']:,}: p50 {w['p50_ms']:.0f} ms, p95 {w['p95_ms']:.0f} ms over {w['asks']} questions "
           f"(open-domain EM {w['open_domain_exact_match']:.1f}, F1 {w['open_domain_f1']:.1f})")
-    print(f"Cold `ragqa ask` (new process, load index and models, answer): median {results['cold_ask_s']['median']:.2f} s over {results['cold_ask_s']['runs']} runs")
+    c = results["cold_ask_s"]
+    print(f"Cold `ragqa ask` (new process, load index and models, answer): median {c['median']:.2f} s with the default runtime ({c['runtime']}), "
+          f"{c['torch']['median']:.2f} s with --runtime torch, over {c['runs']} runs each")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return results

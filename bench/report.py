@@ -70,10 +70,11 @@ def reader_speed(r: dict) -> str:
     return "\n".join([
         f"`{r.get('command', 'python bench/reader_speed.py --data ../shared/data')}` — the shipped reader on {r['questions']} held-out SQuAD questions with their gold passages. {_machine(r['machine'])}.",
         "",
-        markdown_table(["device", "precision", "EM", "F1", "passages/s"], rows),
+        markdown_table(["device", "runtime", "EM", "F1", "passages/s"], rows),
         "",
-        f"Warm `ask` at top-{w['passages']} passages over {w['corpus_passages']:,} passages: p50 {w['p50_ms']:.0f} ms, p95 {w['p95_ms']:.0f} ms ({w['asks']} questions). "
-        f"Cold `ragqa ask` (new process: imports, load index, encoder and reader, answer): median {c['median']:.1f} s over {c['runs']} runs (min {c['min']:.1f}, max {c['max']:.1f}).",
+        f"Warm `ask` at top-{w['passages']} passages over {w['corpus_passages']:,} passages ({w['reader_precision']}): p50 {w['p50_ms']:.0f} ms, p95 {w['p95_ms']:.0f} ms ({w['asks']} questions). "
+        f"Cold `ragqa ask` (new process: imports, load index, encoder and reader, answer): median {c['median']:.1f} s over {c['runs']} runs (min {c['min']:.1f}, max {c['max']:.1f})"
+        + (f" with the default runtime ({c['runtime']}); {c['torch']['median']:.1f} s with `--runtime torch`." if "torch" in c else "."),
     ])
 
 

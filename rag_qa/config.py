@@ -53,6 +53,9 @@ class DenseConfig:
     # "auto": float16 on CUDA, bfloat16 on CPUs with native bf16 (AVX512-BF16
     # or AMX), else float32. Or one of "float32", "bfloat16", "float16".
     precision: str = "auto"
+    # "torch", "onnx", "onnx-int8", or "auto": ONNX Runtime on a CPU-only
+    # machine with onnxruntime installed (when precision is "auto"), else torch.
+    runtime: str = "auto"
     # Below this many passages the index is exact inner product ("Flat");
     # above it, ``faiss_factory`` builds an approximate one.
     exact_threshold: int = 50_000
@@ -97,6 +100,10 @@ class IndexConfig:
         self.fusion.validate()
         if self.dense.precision not in ("auto", "float32", "bfloat16", "float16"):
             raise InputError(f"dense.precision must be auto, float32, bfloat16 or float16, got {self.dense.precision!r}")
+        from rag_qa.runtime import RUNTIMES
+
+        if self.dense.runtime not in RUNTIMES:
+            raise InputError(f"dense.runtime must be one of {', '.join(RUNTIMES)}, got {self.dense.runtime!r}")
         if self.bm25.stopwords not in ("en", "none"):
             raise InputError(f"bm25.stopwords must be 'en' or 'none', got {self.bm25.stopwords!r}")
         return self

@@ -34,11 +34,20 @@ class RagQA:
         self.reader = reader
 
     @classmethod
-    def load(cls, index_dir: str | Path = "index", reader: str | Path | None = None, encoder: str | Path | None = None, **reader_settings: Any) -> "RagQA":
-        """Load the index and a reader (default: the reader shipped with ragqa)."""
-        index = Index.load(index_dir, encoder=encoder)
+    def load(cls, index_dir: str | Path = "index", reader: str | Path | None = None, encoder: str | Path | None = None, runtime: str | None = None, **reader_settings: Any) -> "RagQA":
+        """Load the index and a reader (default: the reader shipped with ragqa).
+
+        ``runtime`` runs both the query encoder and the reader: ``onnx`` (ONNX
+        Runtime, the ``auto`` choice on a CPU-only machine), ``onnx-int8`` or
+        ``torch``; None keeps the index's ``dense.runtime`` and the reader's
+        default (``auto``). Other reader settings (see :class:`ReaderConfig`) are
+        passed on to the reader.
+        """
+        index = Index.load(index_dir, encoder=encoder, runtime=runtime)
         if len(index) == 0:
             raise InputError(f"index at {index_dir} holds no passages: index some documents with `ragqa index`")
+        if runtime is not None:
+            reader_settings["runtime"] = runtime
         return cls(index, Reader(reader, **reader_settings))
 
     def ask(self, question: str, top_k_passages: int = 10, top_k_answers: int = 3, mode: str = "hybrid", source: str | None = None) -> list[Answer]:

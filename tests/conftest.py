@@ -6,6 +6,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+import tempfile
+
+# ONNX exports of the models go to a cache of the test session's own.
+os.environ["RAGQA_CACHE_DIR"] = tempfile.mkdtemp(prefix="ragqa-test-cache-")
+
 import sys
 from pathlib import Path
 

@@ -50,10 +50,10 @@ def test_reader_speed_runs_and_writes_results(tmp_path, capsys, tiny_qa_base):
     out = tmp_path / "reader.json"
     results = reader_speed.main(["--data", str(tmp_path / "data"), "--reader", str(tiny_qa_base), "--questions", "6", "--asks", "3", "--cold-runs", "1", "--out", str(out)])
     printed = capsys.readouterr().out
-    assert "| cpu | float32 |" in printed and "Warm ask" in printed and "Cold `ragqa ask`" in printed
+    assert "| cpu | torch float32 |" in printed and "Warm ask" in printed and "Cold `ragqa ask`" in printed
     saved = json.loads(out.read_text())
-    assert saved["warm_ask"]["asks"] == 3 and saved["cold_ask_s"]["runs"] == 1
-    assert {q["precision"] for q in results["gold_passages"]} >= {"float32", "bfloat16"}
+    assert saved["warm_ask"]["asks"] == 3 and saved["cold_ask_s"]["runs"] == 1 and saved["cold_ask_s"]["torch"]["runs"] == 1
+    assert {q["precision"] for q in results["gold_passages"]} == {"torch float32", "torch bfloat16", "onnx float32", "onnx int8"}
 
 
 @pytest.mark.slow

@@ -36,12 +36,21 @@ class ReaderConfig:
     retriever_weight: float = 0.0  # logit bonus for the passage's normalised retriever score
     no_answer_threshold: float = 0.0  # answer only when best span score - null score exceeds this
     device: str | None = None
-    precision: str = "auto"
+    precision: str = "auto"  # torch runtime: as DenseConfig.precision
+    runtime: str = "auto"  # "torch", "onnx", "onnx-int8", or auto (see rag_qa.runtime)
 
 
 def default_reader_path() -> Path:
     """The reader shipped inside the package."""
     return Path(__file__).resolve().parent.parent / "resources" / "reader"
+
+
+def _architectures(path: Path) -> list[str]:
+    try:
+        archs = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelError(f"reader directory {path}: config.json could not be read ({exc})") from exc
+    return [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
 
 
 def load_reader_settings(path: Path) -> dict[str, Any]:
@@ -68,62 +77,73 @@ class Reader:
             raise InputError(f"doc_stride ({self.config.doc_stride}) must be smaller than max_seq_length ({self.config.max_seq_length})")
         self._model = None
         self._tokenizer = None
+        self.runtime: str | None = None  # resolved by warm_up
 
     def warm_up(self) -> "Reader":
         """Load the tokenizer and model now rather than on the first question."""
         if self._model is not None:
             return self
-        import torch
-        from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+        from rag_qa.models import weights_sha256
+        from rag_qa.runtime import FastTokenizer, OnnxModel, resolve_runtime
 
-        from rag_qa.retrieval.dense import resolve_device, resolve_precision
-
-        try:
-            cfg = AutoConfig.from_pretrained(str(self.path), local_files_only=True, trust_remote_code=False)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"reader directory {self.path}: {exc}".replace("\n", " ")) from exc
-        archs = cfg.architectures or []
+        archs = _architectures(self.path)
         if archs and not any(a.endswith("ForQuestionAnswering") for a in archs):
             raise ModelError(
                 f"reader directory {self.path} holds a {', '.join(archs)} model, not a question-answering model: "
                 "train one with `ragqa train-reader` or pass another --reader"
             )
+        runtime = resolve_runtime(self.config.runtime, self.config.device, self.config.precision)
+        self._tokenizer = FastTokenizer(self.path, kind="reader")
+        if runtime == "torch":
+            self._model = self._load_torch()
+        else:
+            self._model = OnnxModel(self.path, "reader", weights_sha256(self.path), quantized=runtime == "onnx-int8")
+        self.runtime = runtime
+        return self
+
+    def _load_torch(self):
+        import torch
+        from transformers import AutoModelForQuestionAnswering
+
+        from rag_qa.retrieval.dense import resolve_device, resolve_precision
+
         try:
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), use_fast=True, local_files_only=True)
             device = resolve_device(self.config.device)
             dtype = getattr(torch, resolve_precision(self.config.precision, device))
             model = AutoModelForQuestionAnswering.from_pretrained(str(self.path), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise ModelError(f"reader directory {self.path} could not be loaded: {exc}".replace("\n", " ")) from exc
-        if not self._tokenizer.is_fast:
-            raise ModelError(f"reader directory {self.path} has no fast tokenizer (tokenizer.json), which the reader needs")
-        self._model = model.to(device).eval()
+        import inspect
+
         self._device = device
-        return self
+        self._input_names = set(inspect.signature(model.forward).parameters)
+        return model.to(device).eval()
+
+    @property
+    def backend(self) -> str:
+        """What runs the model, e.g. ``onnx float32`` or ``torch bfloat16``."""
+        self.warm_up()
+        if self.runtime == "torch":
+            return f"torch {str(self._model.dtype).replace('torch.', '')}"
+        return "onnx int8" if self.runtime == "onnx-int8" else "onnx float32"
 
     # ------------------------------------------------------------------ windows
-    def _encode(self, questions: Sequence[str], contexts: Sequence[str]):
-        return self._tokenizer(
-            list(questions),
-            list(contexts),
-            truncation="only_second",
-            max_length=self.config.max_seq_length,
-            stride=self.config.doc_stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding="longest",
-            return_tensors="np",
-        )
-
-    def _logits(self, enc) -> tuple[np.ndarray, np.ndarray]:
+    def _logits(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        starts, ends = [], []
+        n = len(arrays["input_ids"])
+        size = self.config.batch_size
+        if self.runtime != "torch":
+            for i in range(0, n, size):
+                start, end = self._model.run({k: v[i : i + size] for k, v in arrays.items()})
+                starts.append(start)
+                ends.append(end)
+            return np.concatenate(starts), np.concatenate(ends)
         import torch
 
-        names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-        starts, ends = [], []
-        n = len(enc["input_ids"])
+        names = [k for k in arrays if k in self._input_names]
         with torch.inference_mode():
-            for i in range(0, n, self.config.batch_size):
-                batch = {k: torch.as_tensor(enc[k][i : i + self.config.batch_size], device=self._device) for k in names}
+            for i in range(0, n, size):
+                batch = {k: torch.as_tensor(arrays[k][i : i + size], device=self._device) for k in names}
                 out = self._model(**batch)
                 starts.append(out.start_logits.float().cpu().numpy())
                 ends.append(out.end_logits.float().cpu().numpy())
@@ -138,13 +158,13 @@ class Reader:
         self.warm_up()
         if not contexts:
             return [], []
-        enc = self._encode(questions, contexts)
-        start_logits, end_logits = self._logits(enc)
+        windows = self._tokenizer.windows(questions, contexts, self.config.max_seq_length, self.config.doc_stride)
+        start_logits, end_logits = self._logits(windows.arrays)
         per_context: list[list[Span]] = [[] for _ in contexts]
         null = [float("inf")] * len(contexts)
-        for w, ctx_index in enumerate(enc["overflow_to_sample_mapping"]):
-            seq_ids = enc.sequence_ids(w)
-            offsets = [tuple(int(x) for x in o) if seq_ids[j] == 1 else None for j, o in enumerate(enc["offset_mapping"][w])]
+        for w, ctx_index in enumerate(windows.sample_map):
+            seq_ids = windows.sequence_ids[w]
+            offsets = [o if seq_ids[j] == 1 else None for j, o in enumerate(windows.offsets[w])]
             found, null_score = decode_window(start_logits[w], end_logits[w], offsets, self.config.max_answer_length, self.config.top_n, window=w)
             per_context[ctx_index].extend(found)
             # As in SQuAD 2.0 decoding: the window most sure that it holds an answer decides.

@@ -199,7 +199,7 @@ def _embed(texts: list[str], config: IndexConfig, old: dict[str, Any] | None, re
     from rag_qa.retrieval.dense import Encoder
 
     dense = config.dense
-    encoder = Encoder(dense.encoder, device=dense.device, batch_size=dense.batch_size, precision=dense.precision)
+    encoder = Encoder(dense.encoder, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime)
     info = encoder.info().to_dict()
     reuse: dict[str, int] = {}
     old_vectors = None

@@ -67,9 +67,10 @@ class Encoder:
     sentence-transformers.
     """
 
-    def __init__(self, path: str | Path | None = None, device: str | None = None, batch_size: int = 16, precision: str = "auto"):
+    def __init__(self, path: str | Path | None = None, device: str | None = None, batch_size: int = 16, precision: str = "auto", runtime: str = "auto"):
         self.is_default = path is None
         self.precision = precision
+        self.runtime = runtime
         self.path = check_model_dir(path if path is not None else default_encoder_path(), kind="encoder")
         self.device = device
         self.batch_size = batch_size
@@ -86,11 +87,21 @@ class Encoder:
     @property
     def model(self):
         if self._model is None:
+            from rag_qa.runtime import resolve_runtime
+
+            spec = _plain_pooling_spec(self.path)
+            runtime = resolve_runtime(self.runtime, self.device, self.precision)
+            if runtime != "torch":
+                if spec is None:
+                    if self.runtime != "auto":
+                        raise ModelError(f"encoder directory {self.path} is not a plain transformer + pooling model, which the {runtime} runtime needs: use runtime torch")
+                else:
+                    self._model = _OnnxPooled(self.path, spec, self.sha256, quantized=runtime == "onnx-int8")
+                    return self._model
             import torch
 
             device = resolve_device(self.device)
             dtype = getattr(torch, resolve_precision(self.precision, device))
-            spec = _plain_pooling_spec(self.path)
             if spec is not None:
                 self._model = _PooledTransformer(self.path, spec, device, dtype)
                 return self._model
@@ -206,6 +217,41 @@ class _PooledTransformer:
                     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out[rows] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+        return out
+
+
+class _OnnxPooled:
+    """:class:`_PooledTransformer` run by ONNX Runtime (see :mod:`rag_qa.runtime`)."""
+
+    def __init__(self, path: Path, spec: dict, sha256: str, quantized: bool = False):
+        import json
+
+        from rag_qa.runtime import FastTokenizer, OnnxModel
+
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        self.tokenizer = FastTokenizer(path, kind="encoder")
+        self.model = OnnxModel(path, "encoder", sha256, quantized=quantized)
+        self.mode = spec["mode"]
+        self.dimension = int(config["hidden_size"])
+        limits = [n for n in (spec["max_seq_length"], config.get("max_position_embeddings"), self.tokenizer.model_max_length) if n]
+        self.max_seq_length = int(min(limits))
+
+    def get_embedding_dimension(self) -> int:
+        return self.dimension
+
+    def encode(self, texts: list[str], batch_size: int, **_: object) -> np.ndarray:
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            arrays = self.tokenizer.texts([texts[i] for i in rows], self.max_seq_length)
+            (hidden,) = self.model.run(arrays)
+            if self.mode == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = arrays["attention_mask"][:, :, None].astype(np.float32)
+                pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+            out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return out
 
 

@@ -44,12 +44,13 @@ class Index:
 
     # ----------------------------------------------------------------- loading
     @classmethod
-    def load(cls, directory: str | Path = "index", encoder: str | Path | None = None, verify: bool = True) -> "Index":
+    def load(cls, directory: str | Path = "index", encoder: str | Path | None = None, verify: bool = True, runtime: str | None = None) -> "Index":
         """Load the index in ``directory``.
 
         ``encoder`` overrides the encoder recorded in the manifest; it must be
         the same model (same weights) or dense search is refused.
         ``verify`` checks every file against the manifest's checksums.
+        ``runtime`` overrides ``dense.runtime`` for encoding queries.
         """
         directory = Path(directory)
         manifest = storage.read_manifest(directory)
@@ -64,7 +65,10 @@ class Index:
             raise IndexCorruptError(f"index at {directory} could not be read ({type(exc).__name__}: {exc}); {storage.rebuild_hint(directory)}") from exc
         if len(passages) != bm25.num_docs:
             raise IndexCorruptError(f"index at {directory} has {len(passages)} passages but {bm25.num_docs} BM25 rows; {storage.rebuild_hint(directory)}")
-        return cls(directory, manifest, passages, bm25, encoder_path=encoder)
+        index = cls(directory, manifest, passages, bm25, encoder_path=encoder)
+        if runtime is not None:
+            index.config = config.replace(dense={"runtime": runtime})
+        return index
 
     @classmethod
     def build(cls, paths: Iterable[str | Path] | None = None, directory: str | Path = "index", config: IndexConfig | None = None, **kwargs: Any) -> "Index":
@@ -83,11 +87,11 @@ class Index:
             recorded = self.manifest["encoder"]
             dense = self.config.dense
             if self._encoder_path is not None:
-                encoder = Encoder(self._encoder_path, device=dense.device, batch_size=dense.batch_size, precision=dense.precision)
+                encoder = Encoder(self._encoder_path, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime)
             elif recorded.get("default"):
-                encoder = Encoder(None, device=dense.device, batch_size=dense.batch_size, precision=dense.precision)
+                encoder = Encoder(None, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime)
             else:
-                encoder = Encoder(recorded["path"], device=dense.device, batch_size=dense.batch_size, precision=dense.precision)
+                encoder = Encoder(recorded["path"], device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime)
             check_encoder_matches(recorded, encoder)
             self._encoder = encoder
         return self._encoder
