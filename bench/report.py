@@ -92,7 +92,7 @@ def peers(r: dict) -> str:
     ])
 
 
-def scaling(r: dict) -> str:
+def scaling(r: dict, name: str = "scaling") -> str:
     rows = [[f"{s['passages']:,}", f"{s['build_wall_s']:.0f}", f"{s['build_peak_rss_mb']:,.0f}", f"{s['index_mb']:,.0f}", f"{s['rss_added_by_load_mb']:,.0f}",
              f"{s['bm25']['p50_ms']:.2f} / {s['bm25']['p95_ms']:.2f}", f"{s['dense']['p50_ms']:.1f} / {s['dense']['p95_ms']:.1f}"] for s in r["sizes"]]
     sizes = ",".join(str(s["target_passages"]) for s in r["sizes"])
@@ -102,7 +102,7 @@ def scaling(r: dict) -> str:
         "",
         markdown_table(["passages", "build s", "build peak RSS MiB", "index on disk MiB", "RSS added by loading MiB", "BM25 p50 / p95 ms", "dense p50 / p95 ms"], rows),
         "",
-        "![scaling](bench/results/scaling.png)",
+        f"![{name}](bench/results/{name}.png)",
     ])
 
 
@@ -113,6 +113,7 @@ def section() -> str:
         ("Against LangChain and Haystack", "peers", peers),
         ("Reader", "reader_speed", reader_speed),
         ("Scaling and memory", "scaling", scaling),
+        ("Scaling at `make bench` size", "scaling_quick", lambda r: scaling(r, "scaling_quick")),
     ):
         data = _load(name)
         if data is not None:

@@ -112,22 +112,26 @@ def index_cmd(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path, conf
         }, indent=2))
     else:
         click.echo(report.summary())
-    _prepare_reader()
+    _prepare_runtime(report.directory)
 
 
-def _prepare_reader() -> None:
-    """Export the shipped reader for ONNX Runtime now (once), so that the
-    first `ragqa ask` starts as fast as the next ones."""
+def _prepare_runtime(index_dir: Path) -> None:
+    """Export the query encoder and the shipped reader for ONNX Runtime now
+    (once), so that the first `ragqa search`/`ask` starts as fast as the next ones."""
     from rag_qa.errors import RagQAError
     from rag_qa.reading.reader import Reader
+    from rag_qa.retrieval.index import Index
     from rag_qa.runtime import resolve_runtime
 
     if resolve_runtime("auto") != "onnx":
         return
     try:
+        index = Index.load(index_dir, verify=False)
+        if index.config.dense.runtime == "auto" and len(index):
+            index.encoder.model  # noqa: B018 - loading it exports it
         Reader().warm_up()
-    except RagQAError as exc:  # `ask` will say it again, with the fix
-        logging.getLogger("rag_qa").warning("the reader could not be prepared for ONNX Runtime: %s", exc)
+    except RagQAError as exc:  # search/ask will say it again, with the fix
+        logging.getLogger("rag_qa").warning("the models could not be prepared for ONNX Runtime: %s", exc)
 
 
 @cli.command("search")

@@ -115,21 +115,26 @@ def test_runtime_choice():
         resolve_runtime("tensorrt")
 
 
-def test_ask_starts_without_importing_torch(built_index):
-    """What makes a cold `ragqa ask` fast: once the models are exported
-    (`ragqa index` does it), neither torch nor transformers is imported."""
-    Reader(runtime="onnx").warm_up()
-    built_index.encoder.model  # noqa: B018 - exports the query encoder if the build did not
+def test_ask_starts_without_importing_torch(corpus_dir, tmp_path, monkeypatch):
+    """What makes a cold `ragqa ask` fast: once `ragqa index` has exported the
+    models, neither torch nor transformers is imported to answer."""
+    from click.testing import CliRunner
+
+    from rag_qa.cli import cli
+
+    monkeypatch.setenv("RAGQA_CACHE_DIR", str(tmp_path / "cache"))  # nothing exported yet
+    index_dir = tmp_path / "index"
+    built = CliRunner().invoke(cli, ["-q", "index", str(corpus_dir), "--index-dir", str(index_dir)])
+    assert built.exit_code == 0, built.output
     script = (
         "import sys\n"
         "from click.testing import CliRunner\n"
         "from rag_qa.cli import cli\n"
-        f"result = CliRunner().invoke(cli, ['ask', 'What does the manifest record?', '--index-dir', {str(built_index.directory)!r}, '--json'])\n"
+        f"result = CliRunner().invoke(cli, ['ask', 'What does the manifest record?', '--index-dir', {str(index_dir)!r}, '--json'])\n"
         "print(result.output)\n"
         "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
     )
-    env = {**os.environ, "RAGQA_CACHE_DIR": os.environ["RAGQA_CACHE_DIR"]}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ), timeout=600, check=True).stdout
     assert "HEAVY []" in out
     answers = json.loads(out[: out.rindex("HEAVY")])["answers"]
     assert answers and answers[0]["text"]
