@@ -42,7 +42,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test
 # Every benchmark, sized to about 20 minutes on a 2-core CPU; then the README tables. The full
 # scaling curve (10k/50k/200k passages, ~1 h here) is `python bench/scaling.py --data $(DATA)`.
 bench: $(VENV)/.installed-bench
-	$(BIN)/python bench/retrieval_speed.py --data $(DATA) --max-passages 20000
+	$(BIN)/python bench/retrieval_speed.py --data $(DATA) --max-passages 12000
 	$(BIN)/python bench/reader_speed.py --data $(DATA) --questions 150
 	$(BIN)/python bench/peers.py --data $(DATA) --questions 300
 	$(BIN)/python bench/scaling.py --data $(DATA) --sizes 5000,20000 --out bench/results/scaling_quick.json
