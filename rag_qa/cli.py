@@ -62,6 +62,13 @@ index_dir_option = click.option(
 )
 
 
+runtime_option = click.option(
+    "--runtime",
+    type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),  # rag_qa.runtime.RUNTIMES, without importing it for --help
+    help="What runs the models: ONNX Runtime (fast start, CPU; onnx-int8 is faster and slightly less accurate) or torch. Default auto: onnx on a CPU-only machine.",
+)
+
+
 @click.group(cls=RagQAGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ragqa")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings, only results and errors.")
@@ -197,8 +204,7 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
 @click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader model directory (default: the reader shipped with ragqa).")
 @click.option("--no-answer-threshold", type=float, help="How far the best answer must beat 'no answer' (higher = answer less often).")
 @click.option("--show-context", is_flag=True, help="Also print the passages that were read.")
-@click.option("--runtime", type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),
-              help="What runs the models: ONNX Runtime (fast start, CPU; onnx-int8 is faster and slightly less accurate) or torch. Default auto: onnx on a CPU-only machine.")
+@runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print answers as JSON.")
 def ask_cmd(question: str, index_dir: Path, k: int, n_answers: int, mode: str, source: str | None, reader_dir: Path | None, no_answer_threshold: float | None, show_context: bool, runtime: str | None, as_json: bool) -> None:
     """Answer QUESTION from the indexed documents.
@@ -243,8 +249,7 @@ def ask_cmd(question: str, index_dir: Path, k: int, n_answers: int, mode: str, s
 @click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader directory (default: the shipped reader).")
 @click.option("--limit", type=int, help="Evaluate on the first N questions.")
 @click.option("--held-out", is_flag=True, help="Only the articles ragqa holds out of training (for the SQuAD train file).")
-@click.option("--runtime", type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),
-              help="What runs the models: ONNX Runtime (fast start, CPU; onnx-int8 is faster and slightly less accurate) or torch. Default auto: onnx on a CPU-only machine.")
+@runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None, held_out: bool, runtime: str | None, as_json: bool) -> None:
     """SQuAD exact match and F1 of a reader given the gold passages, and its speed."""
