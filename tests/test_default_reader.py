@@ -38,3 +38,12 @@ def test_shipped_reader_answers_fixture_questions(qa, question, expected):
     assert expected.lower() in answers[0].text.lower()
     top = answers[0]
     assert top.passage.text[top.start - top.passage.start : top.end - top.passage.start] == top.text
+
+
+def test_no_answer_threshold_can_be_overridden_per_call(qa):
+    question = "Which planet is the largest in the solar system?"
+    passages = [h.passage for h in qa.index.search(question, k=3)]
+    none, margin = qa.reader.read_with_null(question, passages, no_answer_threshold=1e9)
+    assert none == [] and margin < 1e9
+    answers, same = qa.reader.read_with_null(question, passages, no_answer_threshold=float("-inf"))
+    assert answers and "Jupiter" in answers[0].text and same == margin

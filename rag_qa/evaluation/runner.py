@@ -140,19 +140,34 @@ def run_eval(
         results["modes"] = {mode: retrieval_scores(index, eval_set, mode) for mode in modes}
         if reader is not None and eval_set.examples:
             from rag_qa.evaluation.reader_eval import predict_gold
-            from rag_qa.pipeline import RagQA
 
             refs = {e.qid: list(e.answer_texts) for e in eval_set.examples}
             start = time.perf_counter()
             gold = squad_scores(predict_gold(reader, eval_set.examples), refs)
             results["reader_gold_passage"] = {"exact_match": gold["exact_match"], "f1": gold["f1"], "passages_per_s": len(refs) / (time.perf_counter() - start)}
-            qa = RagQA(index, reader)
-            predictions = {}
+            # Open-domain QA is scored on the top answer; the same answers with the
+            # reader's no-answer threshold applied (an abstention counts as wrong)
+            # show what `ragqa ask` returns.
+            threshold = reader.config.no_answer_threshold
+            top, kept = {}, {}
             for e in eval_set.examples:
-                answers = qa.ask(e.question, top_k_passages=10, top_k_answers=1, mode=e2e_mode)
-                predictions[e.qid] = answers[0].text if answers else ""
-            e2e = squad_scores(predictions, refs)
-            results["end_to_end"] = {"mode": e2e_mode, "passages": 10, "exact_match": e2e["exact_match"], "f1": e2e["f1"]}
+                hits = index.search(e.question, k=10, mode=e2e_mode)
+                answers, margin = reader.read_with_null(e.question, [h.passage for h in hits], top_k=1, retriever_scores=[h.score for h in hits], no_answer_threshold=float("-inf"))
+                top[e.qid] = answers[0].text if answers else ""
+                kept[e.qid] = top[e.qid] if margin >= threshold else ""
+            e2e, strict = squad_scores(top, refs), squad_scores(kept, refs)
+            results["end_to_end"] = {
+                "mode": e2e_mode,
+                "passages": 10,
+                "exact_match": e2e["exact_match"],
+                "f1": e2e["f1"],
+                "with_threshold": {
+                    "no_answer_threshold": threshold,
+                    "answered": sum(1 for t in kept.values() if t) / len(kept),
+                    "exact_match": strict["exact_match"],
+                    "f1": strict["f1"],
+                },
+            }
     return results
 
 
@@ -168,7 +183,13 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"\nReader on the gold passage: EM {g['exact_match']:.1f}, F1 {g['f1']:.1f} ({g['passages_per_s']:.1f} passages/s)")
     if "end_to_end" in results:
         e = results["end_to_end"]
-        lines.append(f"End to end ({e['mode']}, top-{e['passages']} passages): EM {e['exact_match']:.1f}, F1 {e['f1']:.1f}")
+        lines.append(f"End to end ({e['mode']}, top-{e['passages']} passages, top answer): EM {e['exact_match']:.1f}, F1 {e['f1']:.1f}")
+        t = e.get("with_threshold")
+        if t:
+            lines.append(
+                f"  with the no-answer threshold ({t['no_answer_threshold']:g}): answers {100 * t['answered']:.1f}% of questions, "
+                f"EM {t['exact_match']:.1f}, F1 {t['f1']:.1f} (abstentions count as wrong)"
+            )
     return "\n".join(lines)
 
 

@@ -182,8 +182,12 @@ class Reader:
         answers, _ = self.read_with_null(question, passages, top_k, retriever_scores)
         return answers
 
-    def read_with_null(self, question: str, passages: Sequence[Passage], top_k: int = 3, retriever_scores: Sequence[float] | None = None) -> tuple[list[Answer], float]:
-        """Like :meth:`read`, also returning the margin of the best span over no-answer."""
+    def read_with_null(
+        self, question: str, passages: Sequence[Passage], top_k: int = 3, retriever_scores: Sequence[float] | None = None, no_answer_threshold: float | None = None
+    ) -> tuple[list[Answer], float]:
+        """Like :meth:`read`, also returning the margin of the best span over
+        no-answer. ``no_answer_threshold`` overrides the configured one
+        (``float("-inf")``: always answer)."""
         if not isinstance(question, str) or not question.strip():
             raise InputError("the question is empty: ask something")
         if not passages:
@@ -198,7 +202,8 @@ class Reader:
         cands.sort(key=lambda c: -c[0])
         null_score = min(null)
         margin = max(c[1].score for c in cands) - null_score
-        if margin < self.config.no_answer_threshold:
+        threshold = self.config.no_answer_threshold if no_answer_threshold is None else no_answer_threshold
+        if margin < threshold:
             return [], margin
         texts = [passages[i].text[span.start : span.end] for _, span, i in cands]
         merged = merge_by_text(texts, [c[0] for c in cands], null_score, self.config.temperature)[:top_k]

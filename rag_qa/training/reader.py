@@ -50,6 +50,7 @@ class ReaderTrainConfig:
     early_stopping_patience: int = 3
     held_out_percent: int = 5  # when no --eval file: articles held out by title hash
     precision: str = "auto"  # auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32
+    group_by_length: bool = True  # batches of windows of similar length, padded to their longest
     seed: int = 42
     logging_steps: int = 50
 
@@ -129,9 +130,14 @@ def best_answers(examples: list[QAExample], sample_map: list[int], offsets: list
 
 
 class _ArrayDataset:
-    def __init__(self, arrays: dict[str, np.ndarray]):
+    """Rows of equal-width arrays. With ``trim``, each row is cut to its own
+    length (its attention mask), for batches padded only as far as their
+    longest row."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], trim: bool = False):
         self.arrays = arrays
         self.n = len(next(iter(arrays.values())))
+        self.lengths = arrays["attention_mask"].sum(axis=1) if trim else None
 
     def __len__(self) -> int:
         return self.n
@@ -139,7 +145,10 @@ class _ArrayDataset:
     def __getitem__(self, i: int) -> dict[str, Any]:
         import torch
 
-        return {k: torch.as_tensor(v[i]) for k, v in self.arrays.items()}
+        if self.lengths is None:
+            return {k: torch.as_tensor(v[i]) for k, v in self.arrays.items()}
+        n = int(self.lengths[i])
+        return {k: torch.as_tensor(v[i][:n] if v.ndim == 2 else v[i]) for k, v in self.arrays.items()}
 
 
 def _precision_flags(precision: str) -> dict[str, bool]:
@@ -165,7 +174,7 @@ def train_reader(
 ) -> dict[str, Any]:
     """Fine-tune a reader and save it to ``out_dir``; returns the final eval results."""
     import torch
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
     from rag_qa.models import base_model_path, check_model_dir
 
@@ -203,6 +212,10 @@ def train_reader(
     references = {e.qid: list(e.answer_texts) for e in eval_examples}
 
     class SquadTrainer(Trainer):
+        def _get_eval_sampler(self, eval_dataset):
+            # Windows in order, whatever the training sampler: predictions map back by position.
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
             start = time.perf_counter()
             output = self.predict(_ArrayDataset(eval_features), metric_key_prefix=metric_key_prefix)
@@ -247,12 +260,14 @@ def train_reader(
         disable_tqdm=not show_progress,
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         **_precision_flags(config.precision),
     )
     trainer = SquadTrainer(
         model=model,
         args=args,
-        train_dataset=_ArrayDataset(train_features),
+        train_dataset=_ArrayDataset(train_features, trim=config.group_by_length),
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         eval_dataset=_ArrayDataset({"input_ids": eval_features["input_ids"][:1]}),
         processing_class=tokenizer,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)],
