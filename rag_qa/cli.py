@@ -248,7 +248,7 @@ def ask_cmd(question: str, index_dir: Path, k: int, n_answers: int, mode: str, s
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON (.json or .json.gz) with gold passages.")
 @click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader directory (default: the shipped reader).")
 @click.option("--limit", type=int, help="Evaluate on the first N questions.")
-@click.option("--held-out", is_flag=True, help="Only the articles ragqa holds out of training (for the SQuAD train file).")
+@click.option("--held-out", is_flag=True, help="Only the test half of the questions of the articles ragqa holds out of training (for the SQuAD train file; the tuning half chooses checkpoints).")
 @runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None, held_out: bool, runtime: str | None, as_json: bool) -> None:
@@ -269,7 +269,7 @@ def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None,
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON (.json or .json.gz): paragraphs are the corpus.")
 @click.option("--beir", "beir_dir", type=click.Path(file_okay=False, path_type=Path), help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")
 @click.option("--split", default="test", show_default=True, help="BEIR qrels split.")
-@click.option("--held-out", is_flag=True, help="Only what train-encoder/train-reader hold out: SQuAD articles by title hash; BEIR queries (20%, seed 0).")
+@click.option("--held-out", is_flag=True, help="Only the test half of what train-encoder/train-reader hold out (SQuAD articles by title hash; BEIR queries, 20%, seed 0); the tuning half chooses settings.")
 @click.option("--limit", type=int, help="Evaluate on N questions (a seeded sample).")
 @click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), help="Build (or reuse and update) the evaluation index here; default: a temporary folder.")
 @click.option("--modes", default="bm25,dense,hybrid", show_default=True, help="Retrieval modes to score.")
@@ -296,7 +296,7 @@ def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, 
     else:
         from rag_qa.training.pairs import held_out_beir_queries
 
-        query_ids = held_out_beir_queries(beir_dir, split=split) if held_out else None
+        query_ids = held_out_beir_queries(beir_dir, split=split, role="test") if held_out else None
         eval_set = beir_eval_set(beir_dir, split=split, limit=limit, query_ids=query_ids)
     reader = None
     if data_path and not no_reader:
@@ -310,8 +310,8 @@ def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, 
 
 
 @cli.command("tune-fusion")
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON (.json or .json.gz): its held-out articles are used.")
-@click.option("--beir", "beir_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path), help="BEIR folder: its held-out queries are used (repeatable).")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON (.json or .json.gz): the tuning half of its held-out questions is used.")
+@click.option("--beir", "beir_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path), help="BEIR folder: the tuning half of its held-out queries is used (repeatable).")
 @click.option("--split", default="train", show_default=True, help="BEIR qrels split the held-out queries come from.")
 @click.option("--limit", type=int, help="At most N questions per data set (a seeded sample).")
 @click.option("--encoder", type=click.Path(path_type=Path), help="Encoder directory (default: the bundled one).")
@@ -331,9 +331,9 @@ def tune_fusion_cmd(ctx: click.Context, data_path: Path | None, beir_dirs: tuple
         raise RagQAError("pass --data (SQuAD JSON) and/or --beir (BEIR folders) to tune on")
     sets = []
     if data_path:
-        sets.append(squad_eval_set(data_path, held_out=True, limit=limit))
+        sets.append(squad_eval_set(data_path, held_out=True, limit=limit, role="tune"))
     for folder in beir_dirs:
-        sets.append(beir_eval_set(folder, split=split, limit=limit, query_ids=held_out_beir_queries(folder, split=split)))
+        sets.append(beir_eval_set(folder, split=split, limit=limit, query_ids=held_out_beir_queries(folder, split=split, role="tune")))
     datasets = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n, eval_set in enumerate(sets):
@@ -345,9 +345,9 @@ def tune_fusion_cmd(ctx: click.Context, data_path: Path | None, beir_dirs: tuple
 
 
 @cli.command("tune-reader")
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON whose held-out articles are used (the same split train-reader holds out).")
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON: questions are drawn from the tuning half of its held-out articles' questions (the split train-reader holds out).")
 @click.option("--reader", "reader_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Reader directory to tune; the settings are written into it.")
-@click.option("--questions", type=int, default=400, show_default=True, help="Held-out questions (half to fit, half to report).")
+@click.option("--questions", type=int, default=400, show_default=True, help="Questions from the tuning half (half of them to fit, half to report).")
 @click.option("-k", "--top-k", "k", type=int, default=10, show_default=True, help="Passages retrieved per question.")
 @click.pass_context
 def tune_reader_cmd(ctx: click.Context, data_path: Path, reader_dir: Path, questions: int, k: int) -> None:

@@ -133,3 +133,22 @@ def test_tune_fusion_cli_on_a_beir_folder(tmp_path):
     (name, data), = report["datasets"].items()
     assert sum(data["questions"].values()) == 12  # the 20% of queries train-encoder holds out
     one_line_error(CliRunner().invoke(cli, ["tune-fusion"]), "--data", "--beir")
+
+
+def test_held_out_questions_split_into_a_tuning_and_a_test_half(tmp_path):
+    """Settings are chosen on one half of the held-out questions and scores reported on the other."""
+    from rag_qa.training.squad import held_out_role, is_held_out
+
+    titles = [t for t in (f"Article_{i}" for i in range(400)) if is_held_out(t)][:3]
+    data = {"version": "1.1", "data": [
+        {"title": t, "paragraphs": [{"context": f"{t} paragraph {p} says {p}.", "qas": [{"id": f"{t}-{p}-{q}", "question": f"What does {t} {p} say ({q})?", "answers": [{"text": str(p), "answer_start": len(f"{t} paragraph {p} says ")}]} for q in range(4)]} for p in range(3)]}
+        for t in titles]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(data))
+    test = squad_eval_set(path, held_out=True)
+    tune = squad_eval_set(path, held_out=True, role="tune")
+    test_ids, tune_ids = {q for q, _ in test.queries}, {q for q, _ in tune.queries}
+    assert test_ids and tune_ids and not test_ids & tune_ids
+    assert len(test_ids | tune_ids) == 36
+    assert all(held_out_role(q) == "test" for q in test_ids)
+    assert len(test.corpus) == len(tune.corpus) == 9  # both search every held-out paragraph

@@ -24,7 +24,7 @@ import numpy as np
 from rag_qa.errors import InputError
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.evaluation.retrieval_metrics import dedupe, mrr_at_k, ndcg_at_k, recall_at_k
-from rag_qa.training.squad import QAExample, read_squad, split_by_article
+from rag_qa.training.squad import QAExample, held_out_role, read_squad, split_by_article
 
 RECALL_KS = (1, 5, 20, 100)
 
@@ -38,7 +38,10 @@ class EvalSet:
     examples: list[QAExample] = field(default_factory=list)  # SQuAD only: for the reader
 
 
-def squad_eval_set(path: str | Path, held_out: bool = False, limit: int | None = None, seed: int = 0) -> EvalSet:
+def squad_eval_set(path: str | Path, held_out: bool = False, limit: int | None = None, seed: int = 0, role: str = "test") -> EvalSet:
+    """Questions with their paragraphs as the corpus. ``held_out``: the
+    paragraphs of the held-out articles, and the questions of one half of
+    them (``role``, see :func:`held_out_role`)."""
     examples = read_squad(path)
     if held_out:
         examples = split_by_article(examples)[1]
@@ -48,10 +51,12 @@ def squad_eval_set(path: str | Path, held_out: bool = False, limit: int | None =
         if e.context not in doc_of:
             doc_of[e.context] = f"p{len(doc_of)}"
             corpus.append({"id": doc_of[e.context], "title": e.title.replace("_", " "), "text": e.context})
+    if held_out:
+        examples = [e for e in examples if held_out_role(e.qid) == role]
     if limit and len(examples) > limit:
         examples = random.Random(seed).sample(examples, limit)
     return EvalSet(
-        name=Path(path).name + (" (held-out articles)" if held_out else ""),
+        name=Path(path).name + (f" (held-out articles, {role} half)" if held_out else ""),
         corpus=corpus,
         queries=[(e.qid, e.question) for e in examples],
         qrels={e.qid: {doc_of[e.context]: 1.0} for e in examples},

@@ -31,7 +31,7 @@ import numpy as np
 
 from rag_qa.evaluation.metrics import exact_match
 from rag_qa.reading.reader import READER_SETTINGS, Reader, merge_by_text
-from rag_qa.training.squad import QAExample, read_squad, split_by_article
+from rag_qa.training.squad import QAExample, held_out_role, read_squad, split_by_article
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +104,9 @@ def tune(reader: Reader, data_path: str | Path, questions: int = 400, k: int = 1
     from rag_qa.retrieval.index import Index
 
     held = split_by_article(read_squad(data_path))[1]
+    pool = [e for e in held if held_out_role(e.qid) == "tune"]  # `ragqa eval --held-out` reports on the other half
     rng = random.Random(seed)
-    sample = rng.sample(held, min(questions, len(held)))
+    sample = rng.sample(pool, min(questions, len(pool)))
     half = len(sample) // 2
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "heldout.jsonl"

@@ -20,6 +20,7 @@ from typing import Any
 from rag_qa.config import load_yaml_config
 from rag_qa.errors import InputError
 from rag_qa.training.pairs import PairSet, load_pairs, mine_hard_negatives
+from rag_qa.training.squad import held_out_role
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class EncoderTrainConfig:
 def _evaluator(pairs: PairSet, max_queries: int | None, seed: int):
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    qids = sorted(pairs.eval_queries)
+    # Checkpoints are chosen on the tuning half; `ragqa eval --held-out` reports on the test half.
+    qids = sorted(q for q in pairs.eval_queries if held_out_role(q) == "tune") or sorted(pairs.eval_queries)
     if max_queries and len(qids) > max_queries:
         qids = sorted(random.Random(seed).sample(qids, max_queries))
     return InformationRetrievalEvaluator(

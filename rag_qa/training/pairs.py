@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag_qa.errors import InputError
-from rag_qa.training.squad import read_squad, split_by_article
+from rag_qa.training.squad import held_out_role, read_squad, split_by_article
 
 
 @dataclass
@@ -60,9 +60,11 @@ def from_beir(folder: str | Path, split: str = "train", eval_fraction: float = 0
     return PairSet(corpus=corpus, train=train, eval_queries={q: texts[q] for q in held}, eval_qrels={q: set(es.qrels[q]) for q in held})
 
 
-def held_out_beir_queries(folder: str | Path, split: str = "train", eval_fraction: float = 0.2, seed: int = 0) -> set[str]:
-    """The query ids :func:`from_beir` holds out (for evaluating on exactly them)."""
-    return set(from_beir(folder, split, eval_fraction, seed).eval_queries)
+def held_out_beir_queries(folder: str | Path, split: str = "train", eval_fraction: float = 0.2, seed: int = 0, role: str | None = None) -> set[str]:
+    """The query ids :func:`from_beir` holds out, or one half of them
+    (``role``: ``"tune"`` or ``"test"``, see :func:`held_out_role`)."""
+    held = set(from_beir(folder, split, eval_fraction, seed).eval_queries)
+    return held if role is None else {q for q in held if held_out_role(q) == role}
 
 
 def from_jsonl(path: str | Path, eval_fraction: float = 0.1, seed: int = 0) -> PairSet:

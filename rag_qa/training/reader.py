@@ -25,7 +25,7 @@ from rag_qa.config import load_yaml_config
 from rag_qa.errors import InputError
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.reading.spans import decode_window
-from rag_qa.training.squad import QAExample, read_squad, split_by_article
+from rag_qa.training.squad import QAExample, held_out_role, read_squad, split_by_article
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +188,10 @@ def train_reader(
         train_examples, eval_all = examples, read_squad(eval_path)
         eval_source = str(eval_path)
     else:
-        train_examples, eval_all = split_by_article(examples, config.held_out_percent)
-        eval_source = f"{train_path} articles held out by title hash ({config.held_out_percent}%)"
+        train_examples, held = split_by_article(examples, config.held_out_percent)
+        # Checkpoints are chosen on the tuning half; `ragqa eval-reader --held-out` reports on the test half.
+        eval_all = [e for e in held if held_out_role(e.qid) == "tune"]
+        eval_source = f"{train_path} articles held out by title hash ({config.held_out_percent}%), tuning half"
         if not eval_all or not train_examples:
             raise InputError(f"{train_path}: holding out articles left no training or no validation questions; pass --eval")
     rng = random.Random(config.seed)

@@ -66,6 +66,18 @@ def is_held_out(title: str, percent: int = 5) -> bool:
     return bucket < percent
 
 
+def held_out_role(question_id: str) -> str:
+    """``"tune"`` or ``"test"``: the fixed half of the held-out questions a question belongs to.
+
+    Settings are chosen on the tuning half (checkpoint selection in
+    train-encoder, ``ragqa tune-reader``, ``ragqa tune-fusion``) and scores
+    are reported on the test half (``ragqa eval --held-out``, the
+    benchmarks), so that no reported score comes from the questions that
+    chose the settings.
+    """
+    return "tune" if int(hashlib.sha1(str(question_id).encode("utf-8")).hexdigest(), 16) % 2 == 0 else "test"
+
+
 def split_by_article(examples: list[QAExample], percent: int = 5) -> tuple[list[QAExample], list[QAExample]]:
     train = [e for e in examples if not is_held_out(e.title, percent)]
     held = [e for e in examples if is_held_out(e.title, percent)]
