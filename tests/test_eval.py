@@ -131,7 +131,11 @@ def test_tune_fusion_cli_on_a_beir_folder(tmp_path):
     assert len(report["grid"]) == 35
     assert report["grid"][0]["fit_ndcg@10_sum"] == max(g["fit_ndcg@10_sum"] for g in report["grid"])
     (name, data), = report["datasets"].items()
-    assert sum(data["questions"].values()) == 12  # the 20% of queries train-encoder holds out
+    from rag_qa.training.pairs import held_out_beir_queries
+
+    held, tuning = held_out_beir_queries(d, split="test"), held_out_beir_queries(d, split="test", role="tune")
+    assert len(held) == 12 and 0 < len(tuning) < 12  # the 20% train-encoder holds out; its tuning half
+    assert sum(data["questions"].values()) == len(tuning)
     one_line_error(CliRunner().invoke(cli, ["tune-fusion"]), "--data", "--beir")
 
 
