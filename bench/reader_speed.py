@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> dict:
     from rag_qa.evaluation.reader_eval import predict_gold
     from rag_qa.reading.reader import Reader
     from rag_qa.runtime import resolve_runtime
-    from rag_qa.training.squad import held_out_role, read_squad, split_by_article
+    from rag_qa.training.squad import held_out_half, read_squad
 
     squad = args.data / "squad_v1.1" / "train-v1.1.json.gz"
-    held = [e for e in split_by_article(read_squad(squad))[1] if held_out_role(e.qid) == "test"]
+    held = held_out_half(read_squad(squad), "test")
     sample = random.Random(0).sample(held, min(args.questions, len(held)))
     references = {e.qid: list(e.answer_texts) for e in sample}
     results: dict = {"machine": machine(), "command": command(__file__, argv), "versions": versions("ragqa", "torch", "transformers"), "questions": len(sample)}

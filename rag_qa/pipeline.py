@@ -54,12 +54,16 @@ class RagQA:
         """The best answers to ``question``, best first; empty when there is no answer."""
         return self.ask_full(question, top_k_passages, top_k_answers, mode, source).answers
 
-    def ask_full(self, question: str, top_k_passages: int = 10, top_k_answers: int = 3, mode: str = "hybrid", source: str | None = None) -> AskResult:
+    def ask_full(
+        self, question: str, top_k_passages: int = 10, top_k_answers: int = 3, mode: str = "hybrid", source: str | None = None, no_answer_threshold: float | None = None
+    ) -> AskResult:
+        """:meth:`ask` with the retrieved passages and the no-answer margin;
+        ``no_answer_threshold`` overrides the reader's (``float("-inf")``: always answer)."""
         question = _check_query(question)
         if top_k_answers < 1:
             raise InputError(f"top_k_answers must be at least 1, got {top_k_answers}")
         hits = self.index.search(question, k=top_k_passages, mode=mode, source=source)
         answers, margin = self.reader.read_with_null(
-            question, [h.passage for h in hits], top_k=top_k_answers, retriever_scores=[h.score for h in hits]
+            question, [h.passage for h in hits], top_k=top_k_answers, retriever_scores=[h.score for h in hits], no_answer_threshold=no_answer_threshold
         )
         return AskResult(question, answers, hits, margin)

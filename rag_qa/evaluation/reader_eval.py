@@ -8,7 +8,7 @@ from typing import Any
 
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.reading.reader import Reader
-from rag_qa.training.squad import QAExample, held_out_role, read_squad, split_by_article
+from rag_qa.training.squad import QAExample, held_out_half, read_squad
 
 
 def predict_gold(reader: Reader, examples: list[QAExample], batch: int = 32) -> dict[str, str]:
@@ -25,8 +25,8 @@ def predict_gold(reader: Reader, examples: list[QAExample], batch: int = 32) -> 
 
 def evaluate_reader(reader: Reader, data_path: str | Path, limit: int | None = None, held_out_only: bool = False) -> dict[str, Any]:
     examples = read_squad(data_path)
-    if held_out_only:  # the test half of the held-out questions (train-reader chooses checkpoints on the other)
-        examples = [e for e in split_by_article(examples)[1] if held_out_role(e.qid) == "test"]
+    if held_out_only:  # train-reader chooses checkpoints on the other half
+        examples = held_out_half(examples, "test")
     if limit:
         examples = examples[:limit]
     reader.warm_up()

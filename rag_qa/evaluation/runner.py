@@ -153,13 +153,14 @@ def run_eval(
             # Open-domain QA is scored on the top answer; the same answers with the
             # reader's no-answer threshold applied (an abstention counts as wrong)
             # show what `ragqa ask` returns.
-            threshold = reader.config.no_answer_threshold
+            from rag_qa.pipeline import RagQA
+
+            qa, threshold = RagQA(index, reader), reader.config.no_answer_threshold
             top, kept = {}, {}
             for e in eval_set.examples:
-                hits = index.search(e.question, k=10, mode=e2e_mode)
-                answers, margin = reader.read_with_null(e.question, [h.passage for h in hits], top_k=1, retriever_scores=[h.score for h in hits], no_answer_threshold=float("-inf"))
-                top[e.qid] = answers[0].text if answers else ""
-                kept[e.qid] = top[e.qid] if margin >= threshold else ""
+                result = qa.ask_full(e.question, top_k_passages=10, top_k_answers=1, mode=e2e_mode, no_answer_threshold=float("-inf"))
+                top[e.qid] = result.answers[0].text if result.answers else ""
+                kept[e.qid] = top[e.qid] if result.no_answer_margin >= threshold else ""
             e2e, strict = squad_scores(top, refs), squad_scores(kept, refs)
             results["end_to_end"] = {
                 "mode": e2e_mode,

@@ -82,3 +82,8 @@ def split_by_article(examples: list[QAExample], percent: int = 5) -> tuple[list[
     train = [e for e in examples if not is_held_out(e.title, percent)]
     held = [e for e in examples if is_held_out(e.title, percent)]
     return train, held
+
+
+def held_out_half(examples: list[QAExample], role: str, percent: int = 5) -> list[QAExample]:
+    """The questions of the held-out articles in one half (``"tune"`` or ``"test"``, see :func:`held_out_role`)."""
+    return [e for e in split_by_article(examples, percent)[1] if held_out_role(e.qid) == role]
