@@ -67,3 +67,80 @@ def test_train_reader_continues_from_a_float16_reader(tmp_path, tiny_qa_base):
     config = ReaderTrainConfig(base=str(half), max_seq_length=64, doc_stride=32, batch_size=16, max_steps=2, eval_steps=2, logging_steps=1, precision="bf16", eval_examples=8)
     results = train_reader(train, tmp_path / "reader", config, eval_path=train, show_progress=False)
     assert all(math.isfinite(h["loss"]) for h in results["log_history"] if "loss" in h)
+
+
+def _example(qid, title, context, answer):
+    from rag_qa.training.squad import QAExample
+
+    start = context.find(answer)
+    return QAExample(qid, title, context, "q?", (answer,) if answer else (), (start,) if answer else (), not answer)
+
+
+def test_answerless_paragraphs_come_from_the_same_article_and_hold_no_answer():
+    from rag_qa.training.reader import answerless_examples
+
+    examples = [
+        _example("a1", "A", "The capital is Paris.", "Paris"),
+        _example("a2", "A", "Paris has many bridges.", "bridges"),
+        _example("a3", "A", "Rivers flow to the sea.", "sea"),
+        _example("b1", "B", "Bees make honey.", "honey"),
+    ]
+    negatives = answerless_examples(examples, per_question=2, seed=0)
+    by_question = {}
+    for n in negatives:
+        assert n.is_impossible and not n.answer_texts
+        by_question.setdefault(n.qid.rsplit("-neg", 1)[0], []).append(n.context)
+    # a1's answer "Paris" is also in a2's paragraph, so only a3's paragraph is answerless for it
+    assert by_question["a1"] == ["Rivers flow to the sea."]
+    assert sorted(by_question["a3"]) == ["Paris has many bridges.", "The capital is Paris."]
+    assert "b1" not in by_question  # its article has no other paragraph
+    assert len(answerless_examples(examples, per_question=0.5, seed=0)) < len(negatives)
+
+
+def test_data_offset_takes_consecutive_slices_of_one_shuffle():
+    from rag_qa.training.reader import choose_training_questions
+
+    examples = [_example(f"q{i}", "T", f"Text {i}.", f"{i}") for i in range(50)]
+    first = choose_training_questions(examples, ReaderTrainConfig(data_offset=0, max_train_examples=20))
+    second = choose_training_questions(examples, ReaderTrainConfig(data_offset=20, max_train_examples=20))
+    rest = choose_training_questions(examples, ReaderTrainConfig(data_offset=40, max_train_examples=20))
+    ids = [e.qid for e in first + second + rest]
+    assert sorted(ids) == sorted(e.qid for e in examples) and len(set(ids)) == 50
+
+
+@pytest.mark.slow
+def test_training_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, tiny_qa_base, monkeypatch):
+    """SIGTERM saves a checkpoint and stops; --resume continues the same schedule to the same weights."""
+    import signal
+
+    from safetensors.numpy import load_file
+
+    from rag_qa.training import reader as training
+
+    train = make_squad(tmp_path / "train.json", 96, seed=4)
+    config = ReaderTrainConfig(base=str(tiny_qa_base), max_seq_length=64, doc_stride=32, batch_size=8, max_steps=8, eval_steps=100, logging_steps=1, precision="fp32", eval_examples=8, negatives_per_question=0.5)
+    straight = train_reader(train, tmp_path / "straight", config, eval_path=train, show_progress=False)
+    assert straight["steps"] == 8
+
+    real_callback = training._StopOnSignal.callback
+
+    def callback(self):
+        cb = real_callback(self)
+
+        def on_step_begin(args, state, control, **kwargs):
+            if state.global_step == 3:  # a SIGTERM arrives during the 4th step
+                signal.raise_signal(signal.SIGTERM)
+
+        cb.on_step_begin = on_step_begin
+        return cb
+
+    monkeypatch.setattr(training._StopOnSignal, "callback", callback)
+    stopped = train_reader(train, tmp_path / "resumed", config, eval_path=train, show_progress=False)
+    assert stopped["interrupted"] and stopped["steps"] == 4
+    assert not (tmp_path / "resumed" / "model.safetensors").exists()
+    monkeypatch.setattr(training._StopOnSignal, "callback", real_callback)
+    resumed = train_reader(train, tmp_path / "resumed", config, eval_path=train, resume=True, show_progress=False)
+    assert resumed["steps"] == 8
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert max(float(abs(a[k] - b[k]).max()) for k in a) < 1e-6

@@ -9,11 +9,13 @@ and a model card.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import random
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +47,18 @@ class ReaderTrainConfig:
     batch_size: int = 32
     max_steps: int = -1  # > 0 stops after this many optimizer steps
     max_train_examples: int | None = None  # a random subset of the training questions
+    # With data_offset set, the training questions are a fixed shuffle (data_seed) of all of
+    # them, and a run takes the slice [data_offset, data_offset + max_train_examples): runs
+    # that continue one another with consecutive offsets go through the data without repeats.
+    data_offset: int | None = None
+    data_seed: int = 0
+    # Answerless windows: for each training question, this many other paragraphs of its
+    # article that contain none of its answers, labelled no-answer (a fraction draws one
+    # with that probability). 0 = SQuAD v1.1 gold paragraphs only.
+    negatives_per_question: float = 0.0
     eval_examples: int | None = 1000  # held-out questions scored at each evaluation (None = all)
     eval_steps: int = 500
+    save_steps: int | None = None  # resumable checkpoints (None = at each evaluation); also on SIGTERM
     early_stopping_patience: int = 3
     held_out_percent: int = 5  # when no --eval file: articles held out by title hash
     precision: str = "auto"  # auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32
@@ -61,7 +73,65 @@ class ReaderTrainConfig:
     def validate(self) -> "ReaderTrainConfig":
         if self.doc_stride >= self.max_seq_length:
             raise InputError(f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length})")
+        if self.negatives_per_question < 0:
+            raise InputError(f"negatives_per_question must be 0 or more, got {self.negatives_per_question}")
         return self
+
+
+def answerless_examples(examples: list[QAExample], per_question: float, seed: int, pool: list[QAExample] | None = None) -> list[QAExample]:
+    """No-answer examples: each question paired with other paragraphs of its
+    article that hold none of its answers (checked on normalised text).
+
+    ``per_question`` paragraphs per question on average: the whole part is
+    drawn always, the fraction with that probability. ``pool`` gives the
+    paragraphs to draw from (default: those of ``examples``).
+    """
+    from rag_qa.evaluation.metrics import normalize_answer
+
+    if per_question <= 0:
+        return []
+    rng = random.Random(seed)
+    by_title: dict[str, list[str]] = {}
+    for e in pool if pool is not None else examples:
+        contexts = by_title.setdefault(e.title, [])
+        if not contexts or contexts[-1] != e.context:
+            contexts.append(e.context)
+    normalised: dict[str, str] = {}
+    negatives = []
+    for e in examples:
+        if e.is_impossible or not e.answer_texts:
+            continue
+        n = int(per_question) + (rng.random() < per_question - int(per_question))
+        candidates = [c for c in by_title.get(e.title, ()) if c != e.context]
+        rng.shuffle(candidates)
+        answers = [a for a in (normalize_answer(t) for t in e.answer_texts) if a]
+        taken = 0
+        for context in candidates:
+            if taken >= n:
+                break
+            text = normalised.get(context)
+            if text is None:
+                text = normalised[context] = normalize_answer(context)
+            if any(a in text for a in answers):
+                continue
+            negatives.append(QAExample(qid=f"{e.qid}-neg{taken}", title=e.title, context=context, question=e.question, answer_texts=(), answer_starts=(), is_impossible=True))
+            taken += 1
+    return negatives
+
+
+def choose_training_questions(examples: list[QAExample], config: "ReaderTrainConfig") -> list[QAExample]:
+    """The training questions of one run: all, a random subset, or a slice of a fixed shuffle."""
+    if config.data_offset is not None:
+        order = list(range(len(examples)))
+        random.Random(config.data_seed).shuffle(order)
+        end = len(order) if not config.max_train_examples else config.data_offset + config.max_train_examples
+        chosen = [examples[i] for i in order[config.data_offset : end]]
+        if not chosen:
+            raise InputError(f"data_offset {config.data_offset} is past the {len(examples):,} training questions")
+        return chosen
+    if config.max_train_examples and len(examples) > config.max_train_examples:
+        return random.Random(config.seed).sample(examples, config.max_train_examples)
+    return examples
 
 
 def _windows(examples: list[QAExample], tokenizer, max_length: int, stride: int):
@@ -164,6 +234,44 @@ def _precision_flags(precision: str) -> dict[str, bool]:
     return {"bf16": precision in ("bf16", "bfloat16"), "fp16": precision in ("fp16", "float16")}
 
 
+class _StopOnSignal:
+    """A Trainer callback: on SIGTERM or SIGINT, save a resumable checkpoint
+    (weights, optimizer, scheduler, RNG, position in the data) at the end of
+    the current step and stop."""
+
+    def __init__(self):
+        self.received = False
+
+    def _handler(self, signum, frame):
+        logger.warning("signal %d: saving a checkpoint after this step", signum)
+        self.received = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def callback(self):
+        """The Trainer callback that turns a received signal into save-and-stop."""
+        from transformers import TrainerCallback
+
+        owner = self
+
+        class SaveAndStop(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if owner.received:
+                    control.should_save = True
+                    control.should_training_stop = True
+                    control.should_evaluate = False
+                return control
+
+        return SaveAndStop()
+
+
 def train_reader(
     train_path: str | Path,
     out_dir: str | Path,
@@ -194,9 +302,9 @@ def train_reader(
         eval_source = f"{train_path} articles held out by title hash ({config.held_out_percent}%), tuning half"
         if not eval_all or not train_examples:
             raise InputError(f"{train_path}: holding out articles left no training or no validation questions; pass --eval")
-    rng = random.Random(config.seed)
-    if config.max_train_examples and len(train_examples) > config.max_train_examples:
-        train_examples = rng.sample(train_examples, config.max_train_examples)
+    pool = train_examples
+    train_examples = choose_training_questions(train_examples, config)
+    negatives = answerless_examples(train_examples, config.negatives_per_question, config.seed, pool=pool)
     eval_examples = eval_all
     if config.eval_examples and len(eval_all) > config.eval_examples:
         eval_examples = random.Random(config.seed + 1).sample(eval_all, config.eval_examples)
@@ -208,8 +316,8 @@ def train_reader(
     # mixed precision, when on, is the Trainer's autocast.
     model = AutoModelForQuestionAnswering.from_pretrained(str(base), local_files_only=True, trust_remote_code=False, dtype=torch.float32)
 
-    logger.info("tokenising %d training and %d evaluation questions", len(train_examples), len(eval_examples))
-    train_features = prepare_train_features(train_examples, tokenizer, config.max_seq_length, config.doc_stride)
+    logger.info("tokenising %d training questions, %d answerless paragraphs and %d evaluation questions", len(train_examples), len(negatives), len(eval_examples))
+    train_features = prepare_train_features(train_examples + negatives, tokenizer, config.max_seq_length, config.doc_stride)
     eval_features, sample_map, eval_offsets = prepare_eval_features(eval_examples, tokenizer, config.max_seq_length, config.doc_stride)
     references = {e.qid: list(e.answer_texts) for e in eval_examples}
 
@@ -251,8 +359,8 @@ def train_reader(
         eval_strategy="steps",
         eval_steps=eval_steps,
         save_strategy="steps",
-        save_steps=eval_steps,
-        save_total_limit=2,
+        save_steps=config.save_steps or eval_steps,
+        save_total_limit=3,
         load_best_model_at_end=True,
         metric_for_best_model="eval_f1",
         greater_is_better=True,
@@ -265,6 +373,7 @@ def train_reader(
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         **_precision_flags(config.precision),
     )
+    stop = _StopOnSignal()
     trainer = SquadTrainer(
         model=model,
         args=args,
@@ -272,7 +381,7 @@ def train_reader(
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         eval_dataset=_ArrayDataset({"input_ids": eval_features["input_ids"][:1]}),
         processing_class=tokenizer,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience), stop.callback()],
     )
     started = time.perf_counter()
     resume_from = None
@@ -281,8 +390,12 @@ def train_reader(
         resume_from = str(checkpoints[-1]) if checkpoints else None
         if resume_from is None:
             logger.warning("no checkpoint in %s to resume from; starting afresh", out_dir / "checkpoints")
-    trainer.train(resume_from_checkpoint=resume_from)
+    with stop.installed():
+        trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
+    if stop.received:
+        logger.warning("stopped by signal at step %d; checkpoint saved in %s: continue with --resume", trainer.state.global_step, out_dir / "checkpoints")
+        return {"interrupted": True, "steps": trainer.state.global_step, "checkpoints": str(out_dir / "checkpoints")}
     final = trainer.evaluate()
 
     model.to(torch.float32)
@@ -295,6 +408,7 @@ def train_reader(
         "eval_questions": final["eval_questions"],
         "eval_source": eval_source,
         "train_questions": len(train_examples),
+        "answerless_paragraphs": len(negatives),
         "train_windows": n_features,
         "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch,
