@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     from rag_qa.evaluation.reader_eval import predict_gold
     from rag_qa.reading.reader import Reader
     from rag_qa.runtime import resolve_runtime
-    from rag_qa.training.squad import held_out_half, read_squad
+    from rag_qa.data import held_out_half, read_squad
 
     squad = args.data / "squad_v1.1" / "train-v1.1.json.gz"
     held = held_out_half(read_squad(squad), "test")

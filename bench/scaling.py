@@ -35,7 +35,7 @@ _QUERY = r"""
 import json, os, resource, statistics, sys, time
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from rag_qa import Index
-from rag_qa.retrieval.dense import Encoder  # imported before the baseline, like the index
+from rag_qa.retrieval.encoder import Encoder  # imported before the baseline, like the index
 import psutil
 proc = psutil.Process()
 base_rss = proc.memory_info().rss
@@ -60,7 +60,7 @@ print(json.dumps(out))
 
 
 def sentence_pool(data_dir: Path) -> tuple[list[str], list[str]]:
-    from rag_qa.ingest import split_sentences
+    from rag_qa.text import split_sentences
 
     rows, queries = load_corpus(data_dir, max_passages=None)
     pool = [row["text"][s:e] for row in rows for s, e in split_sentences(row["text"])]

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from rag_qa import __version__
+from rag_qa.choices import MODES, RUNTIMES
 from rag_qa.errors import RagQAError
 
 DEFAULT_INDEX = "index"
@@ -64,7 +65,7 @@ index_dir_option = click.option(
 
 runtime_option = click.option(
     "--runtime",
-    type=click.Choice(["auto", "torch", "onnx", "onnx-int8"]),  # rag_qa.runtime.RUNTIMES, without importing it for --help
+    type=click.Choice(RUNTIMES),
     help="What runs the models: ONNX Runtime (fast start, CPU; onnx-int8 is faster and slightly less accurate) or torch. Default auto: onnx on a CPU-only machine.",
 )
 
@@ -84,7 +85,7 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
       ragqa info                        what the index holds
     """
     ctx.ensure_object(dict)
-    ctx.obj["quiet"] = quiet
+    ctx.obj.update(quiet=quiet, verbose=verbose)
     _setup_logging(quiet, verbose)
 
 
@@ -135,7 +136,7 @@ def _prepare_runtime(index_dir: Path) -> None:
     try:
         index = Index.load(index_dir, verify=False)
         if index.config.dense.runtime == "auto" and len(index):
-            index.encoder.model  # noqa: B018 - loading it exports it
+            index.encoder.warm_up()  # loading it exports it
         Reader().warm_up()
     except RagQAError as exc:  # search/ask will say it again, with the fix
         logging.getLogger("rag_qa").warning("the models could not be prepared for ONNX Runtime: %s", exc)
@@ -145,7 +146,7 @@ def _prepare_runtime(index_dir: Path) -> None:
 @click.argument("query")
 @index_dir_option
 @click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="How many passages.")
-@click.option("--mode", type=click.Choice(["bm25", "dense", "hybrid"]), default="hybrid", show_default=True, help="Retriever: keyword, embedding, or both fused.")
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True, help="Retriever: keyword, embedding, or both fused.")
 @click.option("--source", help="Only passages whose source path matches this glob, e.g. 'docs/*.md'.")
 @click.option("--encoder", type=click.Path(path_type=Path), help="Encoder directory, if it moved since the index was built (must be the same model).")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
@@ -199,7 +200,7 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
 @index_dir_option
 @click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Passages to read.")
 @click.option("--answers", "n_answers", type=click.IntRange(min=1), default=1, show_default=True, help="How many answers to show.")
-@click.option("--mode", type=click.Choice(["bm25", "dense", "hybrid"]), default="hybrid", show_default=True, help="Retriever.")
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True, help="Retriever.")
 @click.option("--source", help="Only read passages whose source path matches this glob.")
 @click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader model directory (default: the reader shipped with ragqa).")
 @click.option("--no-answer-threshold", type=float, help="How far the best answer must beat 'no answer' (higher = answer less often).")
@@ -233,10 +234,8 @@ def ask_cmd(question: str, index_dir: Path, k: int, n_answers: int, mode: str, s
         prefix = f"{i}. " if len(result.answers) > 1 else ""
         click.echo(click.style(prefix + " ".join(answer.text.split()), bold=True) + f"   confidence {answer.score:.2f}")
         click.echo(f"   {where}")
-        context = answer.context
-        at = context.find(answer.text)
-        if at >= 0:
-            context = context[:at] + click.style(f"[{answer.text}]", fg="green", bold=True) + context[at + len(answer.text):]
+        context, at = answer.context, answer.offset_in_context
+        context = context[:at] + click.style(f"[{answer.text}]", fg="green", bold=True) + context[at + len(answer.text):]
         click.echo(f"   \"{' '.join(context.split())}\"")
     if show_context:
         click.echo("\nPassages read:")
@@ -284,7 +283,6 @@ def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, 
     """Score retrieval (recall@1/5/20/100, MRR@10, nDCG@10 per mode) and, on
     SQuAD, the reader on gold passages and end to end (retrieve, then read)."""
     from rag_qa.evaluation.runner import beir_eval_set, format_table, plot_recall, run_eval, squad_eval_set
-    from rag_qa.retrieval.index import MODES
 
     if (data_path is None) == (beir_dir is None):
         raise RagQAError("pass exactly one of --data (SQuAD JSON) or --beir (a BEIR folder)")
@@ -295,7 +293,7 @@ def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, 
     if data_path:
         eval_set = squad_eval_set(data_path, held_out=held_out, limit=limit)
     else:
-        from rag_qa.training.pairs import held_out_beir_queries
+        from rag_qa.data import held_out_beir_queries
 
         query_ids = held_out_beir_queries(beir_dir, split=split, role="test") if held_out else None
         eval_set = beir_eval_set(beir_dir, split=split, limit=limit, query_ids=query_ids)
@@ -326,7 +324,7 @@ def tune_fusion_cmd(ctx: click.Context, data_path: Path | None, beir_dirs: tuple
 
     from rag_qa.evaluation.runner import ensure_index, beir_eval_set, squad_eval_set
     from rag_qa.evaluation.tune_fusion import collect, format_report, tune
-    from rag_qa.training.pairs import held_out_beir_queries
+    from rag_qa.data import held_out_beir_queries
 
     if not data_path and not beir_dirs:
         raise RagQAError("pass --data (SQuAD JSON) and/or --beir (BEIR folders) to tune on")
@@ -385,15 +383,13 @@ def train_encoder_cmd(ctx: click.Context, train_source: Path, base: Path | None,
     trains and keeps the best checkpoint. Index with the result:
     `ragqa index docs/ --encoder OUT`.
     """
-    import dataclasses
-
     from rag_qa.training.encoder import EncoderTrainConfig, train_encoder
 
     if not train_source.exists():
         raise RagQAError(f"training data {train_source} does not exist")
     config = EncoderTrainConfig.from_yaml(config_path) if config_path else EncoderTrainConfig()
     overrides = {k: v for k, v in {"base": str(base) if base else None, "max_train_pairs": max_train_pairs, "epochs": epochs}.items() if v is not None}
-    config = dataclasses.replace(config, **overrides)
+    config = config.replace(**overrides)
     logging.getLogger("rag_qa").setLevel(logging.INFO if not ctx.obj["quiet"] else logging.ERROR)
     results = train_encoder(train_source, out_dir, config, show_progress=not ctx.obj["quiet"])
     key = "heldout_cosine_ndcg@10"
@@ -421,16 +417,29 @@ def train_reader_cmd(ctx: click.Context, train_path: Path, eval_path: Path | Non
     a plain transformers model directory with eval_results.json and a model
     card to OUT.
     """
-    import dataclasses
-
     from rag_qa.training.reader import ReaderTrainConfig, train_reader
 
     config = ReaderTrainConfig.from_yaml(config_path) if config_path else ReaderTrainConfig()
     overrides = {k: v for k, v in {"base": str(base) if base else None, "max_steps": max_steps, "max_train_examples": max_train_examples}.items() if v is not None}
-    config = dataclasses.replace(config, **overrides)
+    config = config.replace(**overrides)
     logging.getLogger("rag_qa").setLevel(logging.INFO if not ctx.obj["quiet"] else logging.ERROR)
     results = train_reader(train_path, out_dir, config, eval_path=eval_path, resume=resume, show_progress=not ctx.obj["quiet"])
     click.echo(f"Reader saved to {out_dir}: EM {results['exact_match']:.2f}, F1 {results['f1']:.2f} on {results['eval_questions']:,} held-out questions ({results['steps']:,} steps)")
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        obj = ctx.find_root().ensure_object(dict)
+        obj[param.name] = True
+        _setup_logging(obj.get("quiet", False), obj.get("verbose", False))
+
+
+# -q/-v are accepted after the command too (`ragqa index docs/ -q`), as users type them.
+for _command in cli.commands.values():
+    _command.params += [
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_verbosity, help="No progress bars or warnings, only results and errors."),
+        click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, callback=_set_verbosity, help="Log what happens underneath."),
+    ]
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from rag_qa.errors import InputError
 from rag_qa.reading.reader import Reader
-from rag_qa.retrieval.index import Index, _check_query
+from rag_qa.retrieval.index import Index
+from rag_qa.text import check_query
 from rag_qa.types import Answer, ScoredPassage
 
 
@@ -59,7 +60,7 @@ class RagQA:
     ) -> AskResult:
         """:meth:`ask` with the retrieved passages and the no-answer margin;
         ``no_answer_threshold`` overrides the reader's (``float("-inf")``: always answer)."""
-        question = _check_query(question)
+        question = check_query(question)
         if top_k_answers < 1:
             raise InputError(f"top_k_answers must be at least 1, got {top_k_answers}")
         hits = self.index.search(question, k=top_k_passages, mode=mode, source=source)

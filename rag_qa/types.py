@@ -38,6 +38,17 @@ class Passage:
     title: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
+    def line_at(self, offset: int) -> int | None:
+        """The 1-based line of the source file at ``offset`` into :attr:`text`, when known.
+
+        ``metadata["line"]`` is the line where the passage starts; a passage
+        marked ``one_line`` (a JSONL record) lies on that line whole.
+        """
+        line = self.metadata.get("line")
+        if not isinstance(line, int) or isinstance(line, bool):
+            return None
+        return line if self.metadata.get("one_line") else line + self.text.count("\n", 0, max(offset, 0))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.passage_id,
@@ -96,7 +107,10 @@ class Answer:
 
     ``start`` and ``end`` are character offsets into the source document
     (``passage.start + offset in passage``); ``score`` is the confidence in
-    [0, 1] that this is the answer, over all candidates of the question.
+    [0, 1] that this is the answer, over all candidates of the question;
+    ``context`` is the sentence around the answer in the passage, and
+    ``context_start`` where it starts in the passage text, so the answer sits
+    at ``start - passage.start - context_start`` in it.
     """
 
     text: str
@@ -108,14 +122,13 @@ class Answer:
     logit: float  # the reader's start + end logit
     retriever_score: float | None = None
     line: int | None = None  # 1-based line of ``start`` in the source, when known
+    context: str = ""
+    context_start: int = 0
 
     @property
-    def context(self) -> str:
-        """The sentence around the answer, from the passage."""
-        from rag_qa.ingest.chunking import sentence_around
-
-        offset = self.start - self.passage.start
-        return sentence_around(self.passage.text, offset, offset + len(self.text))
+    def offset_in_context(self) -> int:
+        """Where the answer starts in :attr:`context`."""
+        return self.start - self.passage.start - self.context_start
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -75,7 +75,7 @@ def test_scaling_runs_and_writes_results(tmp_path, capsys, tiny_encoder):
 
 
 def write_held_out_squad(root: Path) -> Path:
-    from rag_qa.training.squad import is_held_out
+    from rag_qa.data import is_held_out
 
     titles = [t for t in (f"Article_{i}" for i in range(400)) if is_held_out(t)][:2]
     data = root / "squad_v1.1"

@@ -4,7 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag_qa.config import ChunkingConfig
-from rag_qa.ingest.chunking import chunk_document, split_sentences
+from rag_qa.ingest.chunking import chunk_document
+from rag_qa.text import split_sentences
 from rag_qa.types import Document
 
 

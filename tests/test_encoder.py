@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rag_qa.models import default_encoder_path
-from rag_qa.retrieval.dense import Encoder
+from rag_qa.retrieval.encoder import Encoder
 
 TEXTS = ["What is the capital of France?", "Paris is the capital and most populous city of France. " * 40, "short", "Ünïcödé text, with accents."]
 

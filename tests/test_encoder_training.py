@@ -44,7 +44,7 @@ def test_train_encoder_smoke(tmp_path, tiny_encoder):
 def test_export_halves_the_weights_and_keeps_the_vectors(tmp_path, tiny_encoder):
     import numpy as np
 
-    from rag_qa.retrieval.dense import Encoder
+    from rag_qa.retrieval.encoder import Encoder
     from rag_qa.training.encoder import export_encoder
 
     out = export_encoder(tiny_encoder, tmp_path / "fp16")
@@ -57,7 +57,7 @@ def test_export_halves_the_weights_and_keeps_the_vectors(tmp_path, tiny_encoder)
 
 def test_squad_pairs_hold_out_whole_articles_and_search_only_their_paragraphs(tmp_path):
     from rag_qa.training.pairs import from_squad
-    from rag_qa.training.squad import is_held_out
+    from rag_qa.data import is_held_out
 
     titles = [f"Article_{i}" for i in range(60)]
     held = [t for t in titles if is_held_out(t)]

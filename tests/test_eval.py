@@ -131,7 +131,7 @@ def test_tune_fusion_cli_on_a_beir_folder(tmp_path):
     assert len(report["grid"]) == 35
     assert report["grid"][0]["fit_ndcg@10_sum"] == max(g["fit_ndcg@10_sum"] for g in report["grid"])
     (name, data), = report["datasets"].items()
-    from rag_qa.training.pairs import held_out_beir_queries
+    from rag_qa.data import held_out_beir_queries
 
     held, tuning = held_out_beir_queries(d, split="test"), held_out_beir_queries(d, split="test", role="tune")
     assert len(held) == 12 and 0 < len(tuning) < 12  # the 20% train-encoder holds out; its tuning half
@@ -141,7 +141,7 @@ def test_tune_fusion_cli_on_a_beir_folder(tmp_path):
 
 def test_held_out_questions_split_into_a_tuning_and_a_test_half(tmp_path):
     """Settings are chosen on one half of the held-out questions and scores reported on the other."""
-    from rag_qa.training.squad import held_out_role, is_held_out
+    from rag_qa.data import held_out_role, is_held_out
 
     titles = [t for t in (f"Article_{i}" for i in range(400)) if is_held_out(t)][:3]
     data = {"version": "1.1", "data": [

@@ -1,3 +1,5 @@
+import json
+
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
@@ -27,3 +29,18 @@ def test_offsets_recover_the_text_from_the_file(built_index, corpus_dir):
 def test_source_filter_is_passed_through(built_index):
     docs = RagQARetriever.from_index(built_index, k=5, source="*.jsonl").invoke("anything about rivers")
     assert docs and {d.metadata["source"].rsplit("/", 1)[-1] for d in docs} == {"records.jsonl"}
+
+
+def test_record_metadata_never_overwrites_ragqa_fields(tmp_path):
+    from rag_qa import Index
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    record = {"id": "x", "text": "The lighthouse keeper lit the lamp at dusk.", "metadata": {"score": "five stars", "start": -1, "source": "elsewhere", "topic": "sea"}}
+    others = [{"id": "y", "text": "Bread rises in a warm oven."}, {"id": "z", "text": "Trains leave the station on time."}]
+    (docs / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [record, *others]))
+    index = Index.build([docs], tmp_path / "index", show_progress=False)
+    (doc,) = RagQARetriever.from_index(index, k=1, mode="bm25").invoke("lighthouse keeper lamp")
+    assert isinstance(doc.metadata["score"], float) and doc.metadata["start"] == 0
+    assert doc.metadata["source"].endswith("records.jsonl")
+    assert doc.metadata["topic"] == "sea"  # the record's own fields are still there

@@ -55,7 +55,7 @@ def test_reader_train_config_rejects_bad_stride():
     from rag_qa.errors import InputError
 
     with pytest.raises(InputError, match="doc_stride"):
-        ReaderTrainConfig(max_seq_length=64, doc_stride=64).validate()
+        ReaderTrainConfig(max_seq_length=64, doc_stride=64)
 
 
 def test_train_reader_continues_from_a_float16_reader(tmp_path, tiny_qa_base):
@@ -70,7 +70,7 @@ def test_train_reader_continues_from_a_float16_reader(tmp_path, tiny_qa_base):
 
 
 def _example(qid, title, context, answer):
-    from rag_qa.training.squad import QAExample
+    from rag_qa.data import QAExample
 
     start = context.find(answer)
     return QAExample(qid, title, context, "q?", (answer,) if answer else (), (start,) if answer else (), not answer)

@@ -144,7 +144,7 @@ def test_a_malicious_pickle_in_a_model_directory_is_never_executed(tmp_path, tin
         (evil / f.name).write_bytes(f.read_bytes())
     (evil / "pytorch_model.bin").write_bytes(pickle.dumps(_Exploit(str(marker))))
     Reader(evil, precision="float32").warm_up()
-    from rag_qa.retrieval.dense import Encoder
+    from rag_qa.retrieval.encoder import Encoder
 
     with pytest.raises(ModelError):
         Encoder(tmp_path / "missing")

@@ -11,7 +11,7 @@ import pytest
 from rag_qa.errors import InputError, ModelError
 from rag_qa.models import default_encoder_path, weights_sha256
 from rag_qa.reading.reader import Reader, default_reader_path
-from rag_qa.retrieval.dense import Encoder
+from rag_qa.retrieval.encoder import Encoder
 from rag_qa.runtime import FastTokenizer, OnnxModel, onnx_file, resolve_runtime
 from rag_qa.types import Passage
 

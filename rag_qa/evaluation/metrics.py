@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import collections
-import re
-import string
 from typing import Iterable
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCT = set(string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Lower case, drop punctuation and articles, squeeze white space (as evaluate-v1.1.py)."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
+from rag_qa.text import normalize_answer
 
 def exact_match(prediction: str, truth: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(truth))

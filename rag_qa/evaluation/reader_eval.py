@@ -8,7 +8,7 @@ from typing import Any
 
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.reading.reader import Reader
-from rag_qa.training.squad import QAExample, held_out_half, read_squad
+from rag_qa.data import QAExample, held_out_half, read_squad
 
 
 def predict_gold(reader: Reader, examples: list[QAExample], batch: int = 32) -> dict[str, str]:

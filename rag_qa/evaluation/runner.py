@@ -10,7 +10,6 @@ Data sets:
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 import tempfile
@@ -24,7 +23,7 @@ import numpy as np
 from rag_qa.errors import InputError
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.evaluation.retrieval_metrics import dedupe, mrr_at_k, ndcg_at_k, recall_at_k
-from rag_qa.training.squad import QAExample, held_out_role, read_squad, split_by_article
+from rag_qa.data import QAExample, held_out_role, read_beir, read_squad, split_by_article, squad_paragraphs
 
 RECALL_KS = (1, 5, 20, 100)
 
@@ -45,12 +44,9 @@ def squad_eval_set(path: str | Path, held_out: bool = False, limit: int | None =
     examples = read_squad(path)
     if held_out:
         examples = split_by_article(examples)[1]
-    doc_of: dict[str, str] = {}
-    corpus = []
-    for e in examples:
-        if e.context not in doc_of:
-            doc_of[e.context] = f"p{len(doc_of)}"
-            corpus.append({"id": doc_of[e.context], "title": e.title.replace("_", " "), "text": e.context})
+    paragraphs = squad_paragraphs(examples)
+    doc_of = {context: f"p{i}" for i, context in enumerate(paragraphs)}
+    corpus = [{"id": doc_of[context], "title": title, "text": context} for context, title in paragraphs.items()]
     if held_out:
         examples = [e for e in examples if held_out_role(e.qid) == role]
     if limit and len(examples) > limit:
@@ -65,36 +61,11 @@ def squad_eval_set(path: str | Path, held_out: bool = False, limit: int | None =
 
 
 def beir_eval_set(folder: str | Path, split: str = "test", limit: int | None = None, seed: int = 0, query_ids: set[str] | None = None) -> EvalSet:
-    folder = Path(folder)
-    qrels_file = folder / "qrels" / f"{split}.tsv"
-    for needed in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_file):
-        if not needed.is_file():
-            raise InputError(f"BEIR folder {folder} has no {needed.relative_to(folder)}: expected corpus.jsonl, queries.jsonl and qrels/{split}.tsv")
-    corpus = []
-    with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                corpus.append({"id": str(row["_id"]), "title": row.get("title", ""), "text": row.get("text", "")})
-    qrels: dict[str, dict[str, float]] = {}
-    with open(qrels_file, encoding="utf-8") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        for row in reader:
-            if not row or row[0] == "query-id":
-                continue
-            if float(row[2]) > 0:
-                qrels.setdefault(row[0], {})[row[1]] = float(row[2])
-    queries = []
-    with open(folder / "queries.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                qid = str(row["_id"])
-                if qid in qrels and (query_ids is None or qid in query_ids):
-                    queries.append((qid, row["text"]))
+    beir = read_beir(folder, split)
+    queries = [(q, text) for q, text in beir.queries if query_ids is None or q in query_ids]
     if limit and len(queries) > limit:
         queries = random.Random(seed).sample(queries, limit)
-    return EvalSet(name=f"{folder.name} ({split})", corpus=corpus, queries=queries, qrels={q: qrels[q] for q, _ in queries})
+    return EvalSet(name=f"{Path(folder).name} ({split})", corpus=beir.corpus, queries=queries, qrels={q: beir.qrels[q] for q, _ in queries})
 
 
 def ensure_index(eval_set: EvalSet, index_dir: Path, encoder: str | Path | None, show_progress: bool):

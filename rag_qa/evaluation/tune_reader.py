@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from rag_qa.evaluation.metrics import exact_match
-from rag_qa.reading.reader import READER_SETTINGS, Reader, merge_by_text
-from rag_qa.training.squad import QAExample, held_out_role, read_squad, split_by_article
+from rag_qa.data import QAExample, article_title, held_out_role, read_squad, split_by_article, squad_paragraphs
+from rag_qa.reading.reader import READER_SETTINGS, Reader
+from rag_qa.reading.scoring import rank_answers, relative_retriever_scores
 
 logger = logging.getLogger(__name__)
 
@@ -56,27 +57,23 @@ def collect(reader: Reader, index, examples: list[QAExample], k: int, exclude_go
     for e in examples:
         hits = index.search(e.question, k=k if not exclude_gold else k * 5, mode="hybrid")
         if exclude_gold:
-            hits = [h for h in hits if h.passage.title != e.title.replace("_", " ")][:k]
+            hits = [h for h in hits if h.passage.title != article_title(e.title)][:k]
         passages = [h.passage for h in hits]
-        scores = np.asarray([h.score for h in hits], dtype=np.float64)
+        relative = relative_retriever_scores([h.score for h in hits], len(hits))
         per_passage, null = reader.spans(e.question, [p.text for p in passages]) if passages else ([], [np.inf])
         texts, logits, retr = [], [], []
         for i, spans in enumerate(per_passage):
             for sp in spans:
                 texts.append(passages[i].text[sp.start : sp.end])
                 logits.append(sp.score)
-                retr.append(scores[i] / scores.max() if scores.max() > 0 else 0.0)
+                retr.append(relative[i])
         out.append(Candidates(texts, np.asarray(logits), np.asarray(retr), float(min(null)) if len(null) else np.inf, list(e.answer_texts)))
     return out
 
 
-def _best(c: Candidates, w: float) -> int:
-    return int(np.argmax(c.logits + w * c.retriever))
-
-
-def _top_answer(c: Candidates, w: float, t: float) -> tuple[str, float]:
-    """The merged top answer and its probability, as the reader computes them."""
-    prob, index = merge_by_text(c.texts, list(c.logits + w * c.retriever), c.null, t)[0]
+def _top_answer(c: Candidates, w: float, t: float = 1.0) -> tuple[str, float]:
+    """The top answer and its probability, scored as the reader scores them."""
+    prob, index = rank_answers(c.texts, c.logits, c.retriever, c.null, w, t).answers[0]
     return c.texts[index], prob
 
 
@@ -110,16 +107,14 @@ def tune(reader: Reader, data_path: str | Path, questions: int = 400, k: int = 1
     half = len(sample) // 2
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "heldout.jsonl"
-        seen = {}
-        for e in held:
-            seen.setdefault(e.context, e.title.replace("_", " "))
-        corpus.write_text("\n".join(json.dumps({"id": str(i), "title": t, "text": c}) for i, (c, t) in enumerate(seen.items())) + "\n")
+        paragraphs = squad_paragraphs(held)
+        corpus.write_text("\n".join(json.dumps({"id": str(i), "title": t, "text": c}) for i, (c, t) in enumerate(paragraphs.items())) + "\n")
         index = Index.build([corpus], Path(tmp) / "index", show_progress=show_progress)
         answerable = collect(reader, index, sample, k, exclude_gold=False)
         unanswerable = collect(reader, index, sample, k, exclude_gold=True)
 
     fit, test = answerable[:half], answerable[half:]
-    em_by_w = {w: float(np.mean([_em(c, c.texts[_best(c, w)]) if c.texts else 0.0 for c in fit])) for w in WEIGHTS}
+    em_by_w = {w: float(np.mean([_em(c, _top_answer(c, w)[0]) if c.texts else 0.0 for c in fit])) for w in WEIGHTS}
     weight = max(WEIGHTS, key=lambda w: (em_by_w[w], -w))
     def log_loss(log_t: float) -> float:
         t = float(np.exp(log_t))
@@ -135,13 +130,13 @@ def tune(reader: Reader, data_path: str | Path, questions: int = 400, k: int = 1
     temperature = float(np.exp(minimize_scalar(log_loss, bounds=(-3, 3), method="bounded").x))
 
     def margin(c: Candidates) -> float:
-        return float(c.logits.max() - c.null) if len(c.texts) else -np.inf
+        return rank_answers(c.texts, c.logits, c.retriever, c.null).margin
 
-    right = sorted(margin(c) for c in fit if c.texts and _em(c, c.texts[_best(c, weight)]))
+    right = sorted(margin(c) for c in fit if c.texts and _em(c, _top_answer(c, weight, temperature)[0]))
     threshold = float(right[int((1 - KEEP_RIGHT_ANSWERS) * len(right))]) if right else float("-inf")
 
     def rates(cands: list[Candidates], unanswerable: list[Candidates]) -> dict[str, float]:
-        ok = [margin(c) >= threshold for c in cands if c.texts and _em(c, c.texts[_best(c, weight)])]
+        ok = [margin(c) >= threshold for c in cands if c.texts and _em(c, _top_answer(c, weight, temperature)[0])]
         return {
             "kept_right_answers": float(np.mean(ok)) if ok else 0.0,
             "answered_answerable": float(np.mean([margin(c) >= threshold for c in cands])),
@@ -164,7 +159,7 @@ def tune(reader: Reader, data_path: str | Path, questions: int = 400, k: int = 1
         "temperature": temperature,
         "no_answer_threshold": threshold if np.isfinite(threshold) else -1e9,
         "test_em_top1": 100 * float(np.mean(correct)) if correct else 0.0,
-        "test_em_reader_only": 100 * float(np.mean([_em(c, c.texts[_best(c, 0.0)]) if c.texts else 0.0 for c in test])),
+        "test_em_reader_only": 100 * float(np.mean([_em(c, _top_answer(c, 0.0, temperature)[0]) if c.texts else 0.0 for c in test])),
         "test_ece_before": ece(raw, correct)[0],
         "test_ece_after": ece(confidences, correct)[0],
         "test_reliability": ece(confidences, correct)[1],

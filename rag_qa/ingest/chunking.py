@@ -8,38 +8,10 @@ every word of the document lands in at least one passage.
 from __future__ import annotations
 
 import hashlib
-import re
 
 from rag_qa.config import ChunkingConfig
+from rag_qa.text import sentence_ranges, word_spans
 from rag_qa.types import Document, Passage
-
-_WORD = re.compile(r"\S+")
-# A word that ends a sentence: terminal punctuation, maybe closed by quotes or brackets.
-_SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*$")
-_BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
-
-
-def word_spans(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in _WORD.finditer(text)]
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences in ``text`` (a heuristic, no model)."""
-    words = word_spans(text)
-    return [(words[a][0], words[b - 1][1]) for a, b in _sentence_ranges(text, words)]
-
-
-def _sentence_ranges(text: str, words: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sentences as half-open ranges of word indexes."""
-    ranges, first = [], 0
-    for i, (start, end) in enumerate(words):
-        last = i == len(words) - 1
-        gap = "" if last else text[end : words[i + 1][0]]
-        if last or _SENTENCE_END.search(text[start:end]) or _BLANK_LINE.search(gap):
-            ranges.append((first, i + 1))
-            first = i + 1
-    return ranges
-
 
 def _units(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
     """Sentences, with any sentence longer than ``size`` words cut into pieces."""
@@ -61,18 +33,21 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
     words = word_spans(doc.text)
     if not words:
         return []
-    units = _units(_sentence_ranges(doc.text, words), config.size)
+    units = _units(sentence_ranges(doc.text, words), config.size)
     passages: list[Passage] = []
     first = 0
     # 1-based line number at offset ``counted_to``; a part of a streamed file
     # starts at its own line and character offset in the file.
-    line, counted_to = int(doc.metadata.get("first_line", 1)), 0
+    # A JSONL record is one line of its file, whatever line breaks its text holds.
+    one_line = bool(doc.metadata.get("one_line"))
+    line, counted_to = int(doc.metadata.get("line" if one_line else "first_line", 1)), 0
     while first < len(units):
         last = first
         while last + 1 < len(units) and units[last + 1][1] - units[first][0] <= config.size:
             last += 1
         start, end = words[units[first][0]][0], words[units[last][1] - 1][1]
-        line += doc.text.count("\n", counted_to, start)
+        if not one_line:
+            line += doc.text.count("\n", counted_to, start)
         counted_to = start
         passages.append(_make_passage(doc, start, end, line))
         if last == len(units) - 1:
@@ -90,14 +65,6 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
     return passages
 
 
-def sentence_around(text: str, start: int, end: int) -> str:
-    """The sentence(s) of ``text`` that contain the span ``[start, end)``."""
-    sentences = split_sentences(text)
-    first = next((s for s, e in sentences if e > start), 0)
-    last = next((e for s, e in reversed(sentences) if s < end), len(text))
-    return text[min(first, start) : max(last, end)]
-
-
 _DOCUMENT_ONLY = ("page_starts", "offset", "first_line")
 
 
@@ -107,7 +74,7 @@ def _make_passage(doc: Document, start: int, end: int, line: int) -> Passage:
     start, end = start + shift, end + shift
     digest = hashlib.sha1(f"{doc.doc_id}\0{start}\0{end}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
     metadata = {k: v for k, v in doc.metadata.items() if k not in _DOCUMENT_ONLY}
-    metadata.setdefault("line", line)  # a JSONL document keeps its line in the file
+    metadata["line"] = line
     page_starts = doc.metadata.get("page_starts")
     if page_starts:
         metadata["page"] = _page_of(page_starts, start)

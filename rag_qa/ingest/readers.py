@@ -348,5 +348,5 @@ def _read_jsonl(data: bytes, doc_id: str, source: str, report: IngestReport) -> 
             source=source,
             text=row["text"],
             title=str(row.get("title") or ""),
-            metadata={**metadata, "id": doc_key, "line": lineno},
+            metadata={**metadata, "id": doc_key, "line": lineno, "one_line": True},
         )

@@ -47,7 +47,9 @@ class RagQARetriever(BaseRetriever):
             Document(
                 page_content=hit.passage.text,
                 id=hit.passage.passage_id,
+                # The passage's own metadata first: ragqa's fields are never overwritten by a record's.
                 metadata={
+                    **dict(hit.passage.metadata),
                     "source": hit.passage.source,
                     "title": hit.passage.title,
                     "start": hit.passage.start,
@@ -58,7 +60,6 @@ class RagQARetriever(BaseRetriever):
                     "rank": hit.rank,
                     "bm25_score": hit.bm25_score,
                     "dense_score": hit.dense_score,
-                    **dict(hit.passage.metadata),
                 },
             )
             for hit in hits

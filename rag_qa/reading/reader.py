@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
+from pydantic import Field, model_validator
 
+from rag_qa.choices import Precision, Runtime
+from rag_qa.config import Config
 from rag_qa.errors import InputError, ModelError
-from rag_qa.evaluation.metrics import normalize_answer
 from rag_qa.models import check_model_dir
-from rag_qa.reading.spans import Span, decode_window, softmax
+from rag_qa.reading.scoring import rank_answers, relative_retriever_scores
+from rag_qa.reading.spans import Span, decode_window
+from rag_qa.text import check_query, sentence_around
 from rag_qa.types import Answer, Passage
 
 logger = logging.getLogger(__name__)
@@ -21,23 +24,41 @@ logger = logging.getLogger(__name__)
 READER_SETTINGS = "ragqa_reader.json"  # fitted settings saved beside a reader's weights
 
 
-@dataclass(frozen=True)
-class ReaderConfig:
-    """How the reader reads. ``temperature``, ``retriever_weight`` and
-    ``no_answer_threshold`` are fitted on held-out data and stored in the
-    reader directory's ``ragqa_reader.json``; arguments given here win."""
+# Settings fitted on held-out data by `ragqa tune-reader`, saved in the reader
+# directory, and what they are without a fitted file.
+FITTED_DEFAULTS = {"temperature": 1.0, "retriever_weight": 0.0, "no_answer_threshold": 0.0}
+
+
+class ReaderConfig(Config):
+    """How the reader reads.
+
+    ``temperature``, ``retriever_weight`` and ``no_answer_threshold`` left at
+    None take the values fitted for the reader (its ``ragqa_reader.json``),
+    or 1.0 / 0.0 / 0.0 when it has none; a value given here always wins.
+    """
 
     max_seq_length: int = 384
     doc_stride: int = 128
-    max_answer_length: int = 30  # tokens
-    top_n: int = 20  # start and end candidates per window
-    batch_size: int = 16
-    temperature: float = 1.0
-    retriever_weight: float = 0.0  # logit bonus for the passage's normalised retriever score
-    no_answer_threshold: float = 0.0  # answer only when best span score - null score exceeds this
-    device: str | None = None
-    precision: str = "auto"  # torch runtime: as DenseConfig.precision
-    runtime: str = "auto"  # "torch", "onnx", "onnx-int8", or auto (see rag_qa.runtime)
+    max_answer_length: int = Field(30, ge=1)  # tokens
+    top_n: int = Field(20, ge=1)  # start and end candidates per window
+    batch_size: int = Field(16, ge=1)
+    temperature: Optional[float] = Field(None, gt=0)
+    retriever_weight: Optional[float] = None  # logit bonus for the passage's relative retriever score
+    no_answer_threshold: Optional[float] = None  # answer only when best span score - null score reaches this
+    device: Optional[str] = None
+    precision: Precision = "auto"  # torch runtime: as DenseConfig.precision
+    runtime: Runtime = "auto"  # "torch", "onnx", "onnx-int8", or auto (see rag_qa.runtime)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ReaderConfig":
+        if self.doc_stride >= self.max_seq_length:
+            raise InputError(f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length})")
+        return self
+
+    def with_fitted(self, fitted: dict[str, Any]) -> "ReaderConfig":
+        """Fitted settings filled in where this config leaves them to the reader."""
+        unset = {k: fitted.get(k, default) for k, default in FITTED_DEFAULTS.items() if getattr(self, k) is None}
+        return self.replace(**unset) if unset else self
 
 
 def default_reader_path() -> Path:
@@ -61,20 +82,24 @@ def load_reader_settings(path: Path) -> dict[str, Any]:
         data = json.loads(file.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise ModelError(f"{file} is not valid JSON: {exc}") from exc
-    known = set(ReaderConfig.__dataclass_fields__)
-    return {k: v for k, v in data.items() if k in known}
+    if not isinstance(data, dict):
+        raise ModelError(f"{file} is not a JSON object of reader settings")
+    return {k: v for k, v in data.items() if k in FITTED_DEFAULTS}
 
 
 class Reader:
-    """Finds answer spans in passages. Loads its model on first use."""
+    """Finds answer spans in passages. Loads its model on first use (or :meth:`warm_up`).
+
+    Settings: ``config`` (default ``ReaderConfig()``) with ``overrides``
+    applied; fitted settings it leaves unset come from the reader directory.
+    """
 
     def __init__(self, path: str | Path | None = None, config: ReaderConfig | None = None, **overrides: Any):
         self.path = check_model_dir(path if path is not None else default_reader_path(), kind="reader")
-        fitted = load_reader_settings(self.path)
-        base = config if config is not None else ReaderConfig(**fitted)
-        self.config = replace(base, **overrides) if overrides else base
-        if self.config.doc_stride >= self.config.max_seq_length:
-            raise InputError(f"doc_stride ({self.config.doc_stride}) must be smaller than max_seq_length ({self.config.max_seq_length})")
+        config = config if config is not None else ReaderConfig()
+        if overrides:
+            config = config.replace(**overrides)
+        self.config = config.with_fitted(load_reader_settings(self.path))
         self._model = None
         self._tokenizer = None
         self.runtime: str | None = None  # resolved by warm_up
@@ -105,7 +130,7 @@ class Reader:
         import torch
         from transformers import AutoModelForQuestionAnswering
 
-        from rag_qa.retrieval.dense import resolve_device, resolve_precision
+        from rag_qa.runtime import resolve_device, resolve_precision
 
         try:
             device = resolve_device(self.config.device)
@@ -188,42 +213,33 @@ class Reader:
         """Like :meth:`read`, also returning the margin of the best span over
         no-answer. ``no_answer_threshold`` overrides the configured one
         (``float("-inf")``: always answer)."""
-        if not isinstance(question, str) or not question.strip():
-            raise InputError("the question is empty: ask something")
+        question = check_query(question)
+        passages = [_as_passage(p, i) for i, p in enumerate(passages)]
         if not passages:
             return [], float("-inf")
-        per_passage, null = self.spans(question.strip(), [p.text for p in passages])
-        bonus = self._retriever_bonus(retriever_scores, len(passages))
-        cands: list[tuple[float, Span, int]] = []
-        for i, spans in enumerate(per_passage):
-            cands.extend((sp.score + bonus[i], sp, i) for sp in spans)
-        if not cands:
-            return [], float("-inf")
-        cands.sort(key=lambda c: -c[0])
-        null_score = min(null)
-        margin = max(c[1].score for c in cands) - null_score
+        per_passage, null = self.spans(question, [p.text for p in passages])
+        relative = relative_retriever_scores(retriever_scores, len(passages))
+        cands = [(span, i) for i, spans in enumerate(per_passage) for span in spans]
+        ranked = rank_answers(
+            [passages[i].text[span.start : span.end] for span, i in cands],
+            [span.score for span, _ in cands],
+            [relative[i] for _, i in cands],
+            min(null),
+            self.config.retriever_weight,
+            self.config.temperature,
+        )
         threshold = self.config.no_answer_threshold if no_answer_threshold is None else no_answer_threshold
-        if margin < threshold:
-            return [], margin
-        texts = [passages[i].text[span.start : span.end] for _, span, i in cands]
-        merged = merge_by_text(texts, [c[0] for c in cands], null_score, self.config.temperature)[:top_k]
-        return [
-            self._answer(prob, cands[j][0], cands[j][1], passages[cands[j][2]], retriever_scores[cands[j][2]] if retriever_scores is not None else None)
-            for prob, j in merged
-        ], margin
-
-    def _retriever_bonus(self, scores: Sequence[float] | None, n: int) -> np.ndarray:
-        if scores is None or self.config.retriever_weight == 0:
-            return np.zeros(n)
-        values = np.asarray(scores, dtype=np.float64)
-        top = values.max()
-        return self.config.retriever_weight * (values / top if top > 0 else np.zeros(n))
+        if not cands or ranked.margin < threshold:
+            return [], ranked.margin
+        answers = []
+        for prob, j in ranked.answers[:top_k]:
+            span, i = cands[j]
+            answers.append(self._answer(prob, span, passages[i], retriever_scores[i] if retriever_scores is not None else None))
+        return answers, ranked.margin
 
     @staticmethod
-    def _answer(prob: float, score: float, span: Span, passage: Passage, retriever_score: float | None) -> Answer:
-        line = passage.metadata.get("line")
-        if isinstance(line, int) and not passage.source.endswith(".jsonl"):
-            line += passage.text.count("\n", 0, span.start)
+    def _answer(prob: float, span: Span, passage: Passage, retriever_score: float | None) -> Answer:
+        context_start, context_end = sentence_around(passage.text, span.start, span.end)
         return Answer(
             text=passage.text[span.start : span.end],
             score=float(prob),
@@ -233,23 +249,16 @@ class Reader:
             passage=passage,
             logit=float(span.score),
             retriever_score=retriever_score,
-            line=line if isinstance(line, int) else None,
+            line=passage.line_at(span.start),
+            context=passage.text[context_start:context_end],
+            context_start=context_start,
         )
 
 
-def merge_by_text(texts: Sequence[str], scores: Sequence[float], null_score: float, temperature: float) -> list[tuple[float, int]]:
-    """Softmax over candidate spans (and no-answer), merged by normalised text.
-
-    Returns ``(probability, index of the best-scoring span)`` per distinct
-    answer, most probable first: the same answer found in several passages
-    adds up its probability.
-    """
-    probs = softmax(list(scores) + [null_score], temperature)[:-1]
-    merged: dict[str, list] = {}
-    for i, (text, prob) in enumerate(zip(texts, probs)):
-        key = normalize_answer(text) or text
-        entry = merged.setdefault(key, [0.0, i])
-        entry[0] += prob
-        if scores[i] > scores[entry[1]]:
-            entry[1] = i
-    return sorted(((float(p), i) for p, i in merged.values()), key=lambda m: -m[0])
+def _as_passage(passage: Passage | str, i: int) -> Passage:
+    """Passages as given; a plain string is read as a passage of its own."""
+    if isinstance(passage, Passage):
+        return passage
+    if isinstance(passage, str):
+        return Passage(passage_id=f"text-{i}", doc_id=f"text-{i}", source="", text=passage, start=0, end=len(passage))
+    raise InputError(f"passage {i} is a {type(passage).__name__}: pass strings or rag_qa.Passage objects")

@@ -17,6 +17,7 @@ import numpy as np
 
 from rag_qa.config import BM25Config
 from rag_qa.retrieval.tokenize import tokenize
+from rag_qa.retrieval.topk import top_k
 
 logger = logging.getLogger(__name__)
 
@@ -114,14 +115,4 @@ class BM25Retriever:
         return [self.search(q, k, mask) for q in queries]
 
 
-def top_k(scores: np.ndarray, k: int, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Indexes and values of the ``k`` largest scores, best first (ties by index)."""
-    candidates = np.flatnonzero(keep) if keep is not None else np.arange(len(scores))
-    if candidates.size == 0 or k <= 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    values = scores[candidates]
-    if candidates.size > k:
-        part = np.argpartition(-values, k - 1)[:k]
-        candidates, values = candidates[part], values[part]
-    order = np.lexsort((candidates, -values))
-    return candidates[order], values[order].astype(np.float32)
+__all__ = ["BM25Retriever", "top_k"]

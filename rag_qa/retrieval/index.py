@@ -5,30 +5,28 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from rag_qa.choices import MODES
 from rag_qa.config import IndexConfig
 from rag_qa.errors import IndexCorruptError, InputError
 from rag_qa.retrieval import storage
 from rag_qa.retrieval.bm25 import BM25Retriever
 from rag_qa.retrieval.hybrid import rank_fused, reciprocal_rank_fusion, weighted_fusion
+from rag_qa.text import check_query
 from rag_qa.types import Passage, ScoredPassage
 
 logger = logging.getLogger(__name__)
-
-MODES = ("bm25", "dense", "hybrid")
-MAX_QUERY_CHARS = 10_000
 
 
 class Index:
     """A built index, loaded from its directory.
 
     BM25 arrays and embeddings are memory-mapped; the encoder and the FAISS
-    index are loaded on the first dense or hybrid search.
+    index are loaded on the first dense or hybrid search, or by :meth:`warm_up`.
     """
 
     def __init__(self, directory: Path, manifest: dict[str, Any], passages: list[Passage], bm25: BM25Retriever, encoder_path: str | Path | None = None):
@@ -82,16 +80,12 @@ class Index:
     @property
     def encoder(self):
         if self._encoder is None:
-            from rag_qa.retrieval.dense import Encoder, check_encoder_matches
+            from rag_qa.retrieval.encoder import Encoder, check_encoder_matches
 
             recorded = self.manifest["encoder"]
             dense = self.config.dense
-            if self._encoder_path is not None:
-                encoder = Encoder(self._encoder_path, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime)
-            elif recorded.get("default"):
-                encoder = Encoder(None, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime)
-            else:
-                encoder = Encoder(recorded["path"], device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime)
+            path = self._encoder_path if self._encoder_path is not None else (None if recorded.get("default") else recorded["path"])
+            encoder = Encoder(path, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime)
             check_encoder_matches(recorded, encoder)
             self._encoder = encoder
         return self._encoder
@@ -103,6 +97,12 @@ class Index:
 
             self._dense = DenseRetriever.load(storage.data_dir(self.directory, self.manifest), self.config.dense)
         return self._dense
+
+    def warm_up(self) -> "Index":
+        """Load the query encoder and the FAISS index now rather than on the first search."""
+        self.encoder.warm_up()
+        self.dense  # noqa: B018 - loads it
+        return self
 
     # ------------------------------------------------------------------ search
     def __len__(self) -> int:
@@ -122,7 +122,7 @@ class Index:
             raise InputError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
-        queries = [_check_query(q) for q in queries]
+        queries = [check_query(q) for q in queries]
         mask = self._mask(source, where)
         if mask is not None and not mask.any():
             return [[] for _ in queries]
@@ -189,19 +189,6 @@ class Index:
 
 # Control characters (tabs and newlines aside) and lone surrogates carry no
 # words and break some tokenizers; they are read as spaces.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def _check_query(query: str) -> str:
-    if isinstance(query, str):
-        query = _CONTROL.sub(" ", query)
-    if not isinstance(query, str) or not query.strip():
-        raise InputError("the query is empty: pass the question to search for")
-    if len(query) > MAX_QUERY_CHARS:
-        raise InputError(f"the query has {len(query):,} characters, over the limit of {MAX_QUERY_CHARS:,}: shorten it")
-    return query.strip()
-
-
 def _read_passages(path: Path) -> list[Passage]:
     with open(path, encoding="utf-8") as fh:
         return [Passage.from_dict(json.loads(line)) for line in fh if line.strip()]

@@ -8,28 +8,28 @@ kept. The output is a plain sentence-transformers directory.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from rag_qa.config import load_yaml_config
+from pydantic import model_validator
+
+from rag_qa.choices import TrainPrecision
+from rag_qa.config import Config
 from rag_qa.errors import InputError
 from rag_qa.training.pairs import PairSet, load_pairs, mine_hard_negatives
-from rag_qa.training.squad import held_out_role
+from rag_qa.data import held_out_role
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EncoderTrainConfig:
+class EncoderTrainConfig(Config):
     """Settings of ``ragqa train-encoder`` (``configs/train_encoder.yaml``)."""
 
-    base: str | None = None  # local sentence-transformers directory; None = bundled all-MiniLM-L6-v2
+    base: Optional[str] = None  # local sentence-transformers directory; None = bundled all-MiniLM-L6-v2
     epochs: float = 1.0
     batch_size: int = 32
     learning_rate: float = 2e-5
@@ -38,21 +38,18 @@ class EncoderTrainConfig:
     max_seq_length: int = 256
     hard_negatives: int = 1  # BM25 negatives per query (0 = in-batch negatives only)
     hard_negative_skip: int = 0  # skip this many top BM25 hits before taking negatives
-    max_train_pairs: int | None = None
+    max_train_pairs: Optional[int] = None
     eval_fraction: float = 0.2  # BEIR / JSONL: share of queries held out for evaluation
     held_out_percent: int = 5  # SQuAD: articles held out by title hash
-    max_eval_queries: int | None = 500
+    max_eval_queries: Optional[int] = 500
     eval_steps: int = 100
     lora: bool = False  # train LoRA adapters (peft) instead of all weights
     lora_r: int = 16
-    precision: str = "auto"
+    precision: TrainPrecision = "auto"
     seed: int = 42
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "EncoderTrainConfig":
-        return load_yaml_config(cls, path)
-
-    def validate(self) -> "EncoderTrainConfig":
+    @model_validator(mode="after")
+    def _check(self) -> "EncoderTrainConfig":
         if self.batch_size < 2:
             raise InputError("batch_size must be at least 2: in-batch negatives need company")
         return self
@@ -90,9 +87,8 @@ def train_encoder(train_source: str | Path, out_dir: str | Path, config: Encoder
     from transformers import EarlyStoppingCallback
 
     from rag_qa.models import base_model_path, check_model_dir
-    from rag_qa.training.reader import _precision_flags
+    from rag_qa.runtime import trainer_precision_flags
 
-    config.validate()
     out_dir = Path(out_dir)
     base = check_model_dir(config.base or base_model_path(), kind="encoder")
     # The split seed is fixed so that `ragqa eval --held-out` scores exactly these queries.
@@ -141,7 +137,7 @@ def train_encoder(train_source: str | Path, out_dir: str | Path, config: Encoder
         seed=config.seed,
         disable_tqdm=not show_progress,
         use_cpu=not torch.cuda.is_available(),
-        **_precision_flags(config.precision),
+        **trainer_precision_flags(config.precision),
     )
     trainer = SentenceTransformerTrainer(
         model=model,
@@ -168,7 +164,7 @@ def train_encoder(train_source: str | Path, out_dir: str | Path, config: Encoder
         "steps": trainer.state.global_step,
         "train_seconds": seconds,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "config": dataclasses.asdict(config),
+        "config": config.to_dict(),
         "base": str(base),
     }
     (out_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")

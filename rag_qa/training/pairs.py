@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag_qa.errors import InputError
-from rag_qa.training.squad import held_out_role, read_squad, split_by_article
+from rag_qa.data import BEIR_EVAL_FRACTION, beir_held_out, read_beir, read_squad, split_by_article, squad_paragraphs
 
 
 @dataclass
@@ -31,12 +31,9 @@ def from_squad(path: str | Path, held_out_percent: int = 5) -> PairSet:
     """Question -> its paragraph. Held-out articles (by title hash) become the eval set."""
     examples = read_squad(path)
     train, held = split_by_article(examples, held_out_percent)
-    corpus: dict[str, str] = {}
-    ids: dict[str, str] = {}
-    for e in examples:
-        if e.context not in ids:
-            ids[e.context] = f"p{len(ids)}"
-            corpus[ids[e.context]] = _doc_text(e.title.replace("_", " "), e.context)
+    paragraphs = squad_paragraphs(examples)
+    ids = {context: f"p{i}" for i, context in enumerate(paragraphs)}
+    corpus = {ids[context]: _doc_text(title, context) for context, title in paragraphs.items()}
     pairs = PairSet(corpus=corpus, train=[(e.question, ids[e.context], []) for e in train])
     pairs.eval_queries = {e.qid: e.question for e in held}
     pairs.eval_qrels = {e.qid: {ids[e.context]} for e in held}
@@ -45,26 +42,16 @@ def from_squad(path: str | Path, held_out_percent: int = 5) -> PairSet:
     return pairs
 
 
-def from_beir(folder: str | Path, split: str = "train", eval_fraction: float = 0.2, seed: int = 0) -> PairSet:
-    """Each judged (query, document) pair of ``qrels/<split>.tsv``; a seeded
-    ``eval_fraction`` of the queries is held out for evaluation."""
-    from rag_qa.evaluation.runner import beir_eval_set
-
-    es = beir_eval_set(folder, split=split)
-    qids = sorted(q for q, _ in es.queries)
-    rng = random.Random(seed)
-    held = set(rng.sample(qids, int(len(qids) * eval_fraction))) if eval_fraction > 0 else set()
-    texts = dict(es.queries)
-    corpus = {d["id"]: _doc_text(d.get("title", ""), d["text"]) for d in es.corpus}
-    train = [(texts[q], doc, []) for q in qids if q not in held for doc in es.qrels[q]]
-    return PairSet(corpus=corpus, train=train, eval_queries={q: texts[q] for q in held}, eval_qrels={q: set(es.qrels[q]) for q in held})
-
-
-def held_out_beir_queries(folder: str | Path, split: str = "train", eval_fraction: float = 0.2, seed: int = 0, role: str | None = None) -> set[str]:
-    """The query ids :func:`from_beir` holds out, or one half of them
-    (``role``: ``"tune"`` or ``"test"``, see :func:`held_out_role`)."""
-    held = set(from_beir(folder, split, eval_fraction, seed).eval_queries)
-    return held if role is None else {q for q in held if held_out_role(q) == role}
+def from_beir(folder: str | Path, split: str = "train", eval_fraction: float = BEIR_EVAL_FRACTION, seed: int = 0) -> PairSet:
+    """Each judged (query, document) pair of ``qrels/<split>.tsv``; the
+    queries :func:`rag_qa.data.beir_held_out` draws are held out for evaluation."""
+    beir = read_beir(folder, split)
+    qids = sorted(q for q, _ in beir.queries)
+    held = beir_held_out(qids, eval_fraction, seed)
+    texts = dict(beir.queries)
+    corpus = {d["id"]: _doc_text(d.get("title", ""), d["text"]) for d in beir.corpus}
+    train = [(texts[q], doc, []) for q in qids if q not in held for doc in beir.qrels[q]]
+    return PairSet(corpus=corpus, train=train, eval_queries={q: texts[q] for q in held}, eval_qrels={q: set(beir.qrels[q]) for q in held})
 
 
 def from_jsonl(path: str | Path, eval_fraction: float = 0.1, seed: int = 0) -> PairSet:
@@ -104,7 +91,7 @@ def from_jsonl(path: str | Path, eval_fraction: float = 0.1, seed: int = 0) -> P
     return pairs
 
 
-def load_pairs(source: str | Path, held_out_percent: int = 5, eval_fraction: float = 0.2, seed: int = 0) -> PairSet:
+def load_pairs(source: str | Path, held_out_percent: int = 5, eval_fraction: float = BEIR_EVAL_FRACTION, seed: int = 0) -> PairSet:
     source = Path(source)
     if source.is_dir():
         return from_beir(source, eval_fraction=eval_fraction, seed=seed)

@@ -10,33 +10,33 @@ and a model card.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
 import random
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
-from rag_qa.config import load_yaml_config
+from pydantic import model_validator
+
+from rag_qa.choices import TrainPrecision
+from rag_qa.config import Config
 from rag_qa.errors import InputError
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.reading.spans import decode_window
-from rag_qa.training.squad import QAExample, held_out_role, read_squad, split_by_article
+from rag_qa.data import QAExample, held_out_role, read_squad, split_by_article
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ReaderTrainConfig:
+class ReaderTrainConfig(Config):
     """Settings of ``ragqa train-reader`` (``configs/train_reader.yaml``)."""
 
-    base: str | None = None  # a local model directory; None = the bundled MiniLM
+    base: Optional[str] = None  # a local model directory; None = the bundled MiniLM
     max_seq_length: int = 256
     doc_stride: int = 96
     max_answer_length: int = 30
@@ -46,31 +46,28 @@ class ReaderTrainConfig:
     epochs: float = 2.0
     batch_size: int = 32
     max_steps: int = -1  # > 0 stops after this many optimizer steps
-    max_train_examples: int | None = None  # a random subset of the training questions
+    max_train_examples: Optional[int] = None  # a random subset of the training questions
     # With data_offset set, the training questions are a fixed shuffle (data_seed) of all of
     # them, and a run takes the slice [data_offset, data_offset + max_train_examples): runs
     # that continue one another with consecutive offsets go through the data without repeats.
-    data_offset: int | None = None
+    data_offset: Optional[int] = None
     data_seed: int = 0
     # Answerless windows: for each training question, this many other paragraphs of its
     # article that contain none of its answers, labelled no-answer (a fraction draws one
     # with that probability). 0 = SQuAD v1.1 gold paragraphs only.
     negatives_per_question: float = 0.0
-    eval_examples: int | None = 1000  # held-out questions scored at each evaluation (None = all)
+    eval_examples: Optional[int] = 1000  # held-out questions scored at each evaluation (None = all)
     eval_steps: int = 500
-    save_steps: int | None = None  # resumable checkpoints (None = at each evaluation); also on SIGTERM
+    save_steps: Optional[int] = None  # resumable checkpoints (None = at each evaluation); also on SIGTERM
     early_stopping_patience: int = 3
     held_out_percent: int = 5  # when no --eval file: articles held out by title hash
-    precision: str = "auto"  # auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32
+    precision: TrainPrecision = "auto"  # auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32
     group_by_length: bool = True  # batches of windows of similar length, padded to their longest
     seed: int = 42
     logging_steps: int = 50
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "ReaderTrainConfig":
-        return load_yaml_config(cls, path)
-
-    def validate(self) -> "ReaderTrainConfig":
+    @model_validator(mode="after")
+    def _check(self) -> "ReaderTrainConfig":
         if self.doc_stride >= self.max_seq_length:
             raise InputError(f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length})")
         if self.negatives_per_question < 0:
@@ -221,19 +218,6 @@ class _ArrayDataset:
         return {k: torch.as_tensor(v[i][:n] if v.ndim == 2 else v[i]) for k, v in self.arrays.items()}
 
 
-def _precision_flags(precision: str) -> dict[str, bool]:
-    import torch
-
-    from rag_qa.retrieval.dense import cpu_has_native_bf16
-
-    if precision == "auto":
-        if torch.cuda.is_available():
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "bf16" if cpu_has_native_bf16() else "fp32"
-    return {"bf16": precision in ("bf16", "bfloat16"), "fp16": precision in ("fp16", "float16")}
-
-
 class _StopOnSignal:
     """A Trainer callback: on SIGTERM or SIGINT, save a resumable checkpoint
     (weights, optimizer, scheduler, RNG, position in the data) at the end of
@@ -285,8 +269,8 @@ def train_reader(
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
     from rag_qa.models import base_model_path, check_model_dir
+    from rag_qa.runtime import trainer_precision_flags
 
-    config.validate()
     set_seed(config.seed)
     out_dir = Path(out_dir)
     base = check_model_dir(config.base or base_model_path(), kind="base model")
@@ -371,7 +355,7 @@ def train_reader(
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-        **_precision_flags(config.precision),
+        **trainer_precision_flags(config.precision),
     )
     stop = _StopOnSignal()
     trainer = SquadTrainer(
@@ -415,7 +399,7 @@ def train_reader(
         "train_seconds": train_seconds,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "config": dataclasses.asdict(config),
+        "config": config.to_dict(),
         "base": str(base),
         "log_history": trainer.state.log_history,
     }

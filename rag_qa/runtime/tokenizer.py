@@ -1,0 +1,94 @@
+"""Tokenizing for the models with the tokenizers library alone (no transformers import)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rag_qa.errors import InputError, ModelError
+
+
+class Windows:
+    """Tokenized (question, context) windows: model inputs plus what maps tokens back to characters."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], sample_map: list[int], offsets: list[list[tuple[int, int]]], sequence_ids: list[list[int | None]]):
+        self.arrays = arrays
+        self.sample_map = sample_map
+        self.offsets = offsets
+        self.sequence_ids = sequence_ids
+
+    def __len__(self) -> int:
+        return len(self.sample_map)
+
+
+class FastTokenizer:
+    """A model directory's ``tokenizer.json`` run with the tokenizers library alone.
+
+    Gives the ids, offsets and overflowing windows that transformers' fast
+    tokenizer gives for the same files (it wraps the same library), without
+    importing transformers.
+    """
+
+    def __init__(self, model_dir: str | Path, kind: str = "reader"):
+        from tokenizers import Tokenizer
+
+        model_dir = Path(model_dir)
+        file = model_dir / "tokenizer.json"
+        if not file.is_file():
+            raise ModelError(f"{kind} directory {model_dir} has no tokenizer.json (a fast tokenizer), which ragqa needs")
+        try:
+            self.tokenizer = Tokenizer.from_file(str(file))
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exceptions
+            raise ModelError(f"{kind} directory {model_dir}: tokenizer.json could not be read ({exc})") from exc
+        settings = _read_json(model_dir / "tokenizer_config.json")
+        pad = settings.get("pad_token")
+        pad = pad.get("content") if isinstance(pad, dict) else pad
+        self.pad_id = (self.tokenizer.token_to_id(pad) if isinstance(pad, str) else None) or 0
+        limit = settings.get("model_max_length")
+        self.model_max_length = int(limit) if isinstance(limit, (int, float)) and limit < 1e9 else None
+        self.tokenizer.no_padding()
+
+    def _arrays(self, encodings) -> dict[str, np.ndarray]:
+        width = max(len(e.ids) for e in encodings)
+        arrays = {
+            "input_ids": np.full((len(encodings), width), self.pad_id, dtype=np.int64),
+            "attention_mask": np.zeros((len(encodings), width), dtype=np.int64),
+            "token_type_ids": np.zeros((len(encodings), width), dtype=np.int64),
+        }
+        for row, e in enumerate(encodings):
+            n = len(e.ids)
+            arrays["input_ids"][row, :n] = e.ids
+            arrays["attention_mask"][row, :n] = e.attention_mask
+            arrays["token_type_ids"][row, :n] = e.type_ids
+        return arrays
+
+    def texts(self, texts: Sequence[str], max_length: int) -> dict[str, np.ndarray]:
+        """Single texts, truncated to ``max_length`` tokens, padded to the longest."""
+        self.tokenizer.enable_truncation(max_length)
+        return self._arrays(self.tokenizer.encode_batch(list(texts)))
+
+    def windows(self, questions: Sequence[str], contexts: Sequence[str], max_length: int, stride: int) -> Windows:
+        """(question, context) pairs cut into windows of ``max_length`` tokens
+        overlapping by ``stride``; only the context is cut."""
+        self.tokenizer.enable_truncation(max_length, stride=stride, strategy="only_second")
+        try:
+            encoded = self.tokenizer.encode_batch(list(zip(questions, contexts)))
+        except Exception as exc:  # noqa: BLE001 - raised when the question alone fills the window
+            raise InputError(f"the question is too long to read with a passage in {max_length} tokens: shorten it ({str(exc).splitlines()[0]})") from exc
+        flat, sample_map = [], []
+        for i, e in enumerate(encoded):
+            for window in [e, *e.overflowing]:
+                flat.append(window)
+                sample_map.append(i)
+        return Windows(self._arrays(flat), sample_map, [w.offsets for w in flat], [w.sequence_ids for w in flat])
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
