@@ -286,6 +286,10 @@ def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, 
 
     if (data_path is None) == (beir_dir is None):
         raise RagQAError("pass exactly one of --data (SQuAD JSON) or --beir (a BEIR folder)")
+    if plot:
+        from rag_qa.errors import require_extra
+
+        require_extra("plot", "matplotlib", what="--plot")
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     bad = [m for m in chosen if m not in MODES]
     if bad or not chosen:

@@ -27,3 +27,16 @@ class ModelError(RagQAError):
 
 class IndexLockedError(RagQAError):
     """Another process is writing the same index."""
+
+
+class MissingExtraError(RagQAError):
+    """An optional part of ragqa used without its extra installed."""
+
+
+def require_extra(extra: str, *modules: str, what: str) -> None:
+    """Fail in one line, naming the extra to install, when ``modules`` are missing."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(f"{what} needs {', '.join(missing)}, which is not installed: pip install 'ragqa[{extra}]'")

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, PrivateAttr
+from rag_qa.errors import require_extra
 
-from rag_qa.retrieval.index import Index
+require_extra("langchain", "langchain_core", what="rag_qa.integrations.langchain")
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun  # noqa: E402
+from langchain_core.documents import Document  # noqa: E402
+from langchain_core.retrievers import BaseRetriever  # noqa: E402
+from pydantic import ConfigDict, PrivateAttr  # noqa: E402
+
+from rag_qa.retrieval.index import Index  # noqa: E402
 
 
 class RagQARetriever(BaseRetriever):

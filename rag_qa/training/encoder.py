@@ -19,7 +19,7 @@ from pydantic import model_validator
 
 from rag_qa.choices import TrainPrecision
 from rag_qa.config import Config
-from rag_qa.errors import InputError
+from rag_qa.errors import InputError, require_extra
 from rag_qa.training.pairs import PairSet, load_pairs, mine_hard_negatives
 from rag_qa.data import held_out_role
 
@@ -79,6 +79,7 @@ def _evaluator(pairs: PairSet, max_queries: int | None, seed: int):
 
 def train_encoder(train_source: str | Path, out_dir: str | Path, config: EncoderTrainConfig = EncoderTrainConfig(), show_progress: bool = True) -> dict[str, Any]:
     """Fine-tune an encoder on pairs from ``train_source`` and save it to ``out_dir``."""
+    require_extra("train", "accelerate", "datasets", what="ragqa train-encoder")
     import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments

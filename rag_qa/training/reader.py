@@ -25,7 +25,7 @@ from pydantic import model_validator
 
 from rag_qa.choices import TrainPrecision
 from rag_qa.config import Config
-from rag_qa.errors import InputError
+from rag_qa.errors import InputError, require_extra
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.reading.spans import decode_window
 from rag_qa.data import QAExample, held_out_role, read_squad, split_by_article
@@ -265,6 +265,7 @@ def train_reader(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune a reader and save it to ``out_dir``; returns the final eval results."""
+    require_extra("train", "accelerate", what="ragqa train-reader")
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
