@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 QUESTION ?= How many words does a passage have by default?
 DATA     ?= ../shared/data
 
-.PHONY: run test install install-test bench mpnet-base clean
+.PHONY: run test lint install install-test bench mpnet-base clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# Lint and import order (settings in pyproject.toml); CI runs it before the tests.
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(INSTALL) -e ".[test,bench]"

@@ -32,11 +32,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command, machine, markdown_table, versions  # noqa: E402
+from common import Timings, command, machine, markdown_table, time_calls, time_gold_reading, time_once, versions  # noqa: E402
 
 SYSTEMS = ("ragqa", "langchain", "haystack")
 RECALL_KS = (1, 5, 20, 100)
@@ -70,6 +71,7 @@ def prepare(data_dir: Path, work: Path, questions: int, seed: int) -> dict:
 
 
 def load_work(work: Path) -> tuple[list[dict], list[dict]]:
+    """The passages and queries :func:`prepare` wrote."""
     with open(work / "passages.jsonl", encoding="utf-8") as fh:
         passages = [json.loads(line) for line in fh]
     return passages, json.loads((work / "queries.json").read_text(encoding="utf-8"))
@@ -78,53 +80,37 @@ def load_work(work: Path) -> tuple[list[dict], list[dict]]:
 # ---------------------------------------------------------------- scoring
 
 
-def score_rankings(rankings: list[list[int]], passages: list[dict], queries: list[dict], latencies: list[float]) -> dict:
-    """Recall@k / MRR@10 over paragraphs, from rankings of passage numbers."""
+def speed(timings: Timings) -> dict:
+    """Single-call latency and throughput of a per-question loop."""
+    return {**timings.latency(), "queries_per_s": timings.per_second()}
+
+
+def em_f1(predictions: dict[str, str], queries: list[dict]) -> dict:
+    """SQuAD exact match and F1 of answers by question id."""
+    from rag_qa.evaluation.metrics import squad_scores
+
+    scores = squad_scores(predictions, {q["qid"]: q["answers"] for q in queries})
+    return {"exact_match": scores["exact_match"], "f1": scores["f1"]}
+
+
+def evaluate_search(search, passages: list[dict], queries: list[dict], warmup: int = 5) -> dict:
+    """Recall@k / MRR@10 over paragraphs and single-query speed of ``search(question) -> passage numbers``."""
     from rag_qa.evaluation.retrieval_metrics import dedupe, mrr_at_k, recall_at_k
 
+    timings = time_calls(lambda q: search(q["question"]), queries, warmup=warmup)
     docs = [p["passage"]["metadata"]["id"] for p in passages]
-    ranked = [dedupe([docs[i] for i in r]) for r in rankings]
+    ranked = [dedupe([docs[i] for i in r]) for r in timings.results]
     gold = [{q["doc"]} for q in queries]
     out = {f"recall@{k}": statistics.fmean(recall_at_k(r, g, k) for r, g in zip(ranked, gold)) for k in RECALL_KS}
     out["mrr@10"] = statistics.fmean(mrr_at_k(r, g, 10) for r, g in zip(ranked, gold))
-    out.update(latency(latencies))
-    return out
-
-
-def latency(seconds: list[float]) -> dict:
-    ordered = sorted(seconds)
-    return {
-        "p50_ms": 1000 * statistics.median(ordered),
-        "p95_ms": 1000 * ordered[int(0.95 * (len(ordered) - 1))],
-        "queries_per_s": len(ordered) / sum(ordered),
-    }
-
-
-def timed_rankings(search, queries: list[dict], warmup: int = 5) -> tuple[list[list[int]], list[float]]:
-    for q in queries[:warmup]:
-        search(q["question"])
-    rankings, seconds = [], []
-    for q in queries:
-        start = time.perf_counter()
-        ranking = search(q["question"])
-        seconds.append(time.perf_counter() - start)
-        rankings.append(ranking)
-    return rankings, seconds
+    return {**out, **speed(timings)}
 
 
 def end_to_end(answer, queries: list[dict], warmup: int = 3) -> dict:
     """EM/F1 and warm latency of ``answer(question) -> text`` (retrieve + read)."""
-    from rag_qa.evaluation.metrics import squad_scores
-
-    for q in queries[:warmup]:
-        answer(q["question"])
-    predictions, seconds = {}, []
-    for q in queries:
-        start = time.perf_counter()
-        predictions[q["qid"]] = answer(q["question"])
-        seconds.append(time.perf_counter() - start)
-    scores = squad_scores(predictions, {q["qid"]: q["answers"] for q in queries})
-    return {"exact_match": scores["exact_match"], "f1": scores["f1"], "questions": len(queries), **latency(seconds)}
+    timings = time_calls(lambda q: answer(q["question"]), queries, warmup=warmup)
+    predictions = {q["qid"]: text for q, text in zip(queries, timings.results)}
+    return {**em_f1(predictions, queries), "questions": len(queries), **speed(timings)}
 
 
 def reader_on(retrieve, reader, passages: list[dict]):
@@ -141,6 +127,7 @@ def reader_on(retrieve, reader, passages: list[dict]):
 
 
 def shared_reader(path: str | None):
+    """ragqa's reader, as every system's end-to-end run uses it."""
     from rag_qa.reading.reader import Reader
 
     # Every system's end-to-end run answers with the best span, like a pipeline without a no-answer option.
@@ -165,15 +152,12 @@ def run_ragqa(work: Path, args) -> dict:
     out: dict = {"retrieval": {}, "build_s": {}}
     reader = shared_reader(args.reader)
     for name, encoder in encoders.items():
-        start = time.perf_counter()
-        build_index([work / "corpus.jsonl"], work / f"index-{name}", encoder=encoder, show_progress=False)
-        out["build_s"][name] = time.perf_counter() - start
+        _, out["build_s"][name] = time_once(partial(build_index, [work / "corpus.jsonl"], work / f"index-{name}", encoder=encoder, show_progress=False))
         index = Index.load(work / f"index-{name}", encoder=encoder)
         for mode in (["bm25"] if name == "base" else []) + ["dense", "hybrid"]:
             label = mode if mode == "bm25" else f"{mode} ({name} encoder)"
-            search = lambda q, m=mode: [number[h.passage.passage_id] for h in index.search(q, k=DEPTH, mode=m)]  # noqa: E731
-            rankings, seconds = timed_rankings(search, queries)
-            out["retrieval"][label] = score_rankings(rankings, passages, queries, seconds)
+            search = lambda q, m=mode, i=index: [number[h.passage.passage_id] for h in i.search(q, k=DEPTH, mode=m)]  # noqa: E731
+            out["retrieval"][label] = evaluate_search(search, passages, queries)
         qa = RagQA(index, reader)
 
         def answer(question: str, qa=qa) -> str:
@@ -186,21 +170,8 @@ def run_ragqa(work: Path, args) -> dict:
 
 
 def _ragqa_reader_speed(reader, queries: list[dict]) -> dict:
-    from rag_qa.evaluation.metrics import squad_scores
-
-    reader.pair_spans([q["question"] for q in queries[:8]], [q["context"] for q in queries[:8]])
-    start = time.perf_counter()
-    predictions = {}
-    batch = 32
-    for i in range(0, len(queries), batch):
-        chunk = queries[i : i + batch]
-        spans, _ = reader.pair_spans([q["question"] for q in chunk], [q["context"] for q in chunk])
-        for q, found in zip(chunk, spans):
-            best = max(found, key=lambda s: s.score, default=None)
-            predictions[q["qid"]] = q["context"][best.start : best.end] if best else ""
-    seconds = time.perf_counter() - start
-    scores = squad_scores(predictions, {q["qid"]: q["answers"] for q in queries})
-    return {"exact_match": scores["exact_match"], "f1": scores["f1"], "passages_per_s": len(queries) / seconds, "precision": reader.backend}
+    predictions, per_s = time_gold_reading(reader, [SimpleNamespace(**q) for q in queries])
+    return {**em_f1(predictions, queries), "passages_per_s": per_s, "precision": reader.backend}
 
 
 def _base_encoder() -> Path:
@@ -218,18 +189,18 @@ def run_langchain(work: Path, args) -> dict:
     passages, queries = load_work(work)
     texts = [p["text"] for p in passages]
     metadatas = [{"n": i} for i in range(len(passages))]
-    start = time.perf_counter()
-    bm25 = BM25Retriever.from_texts(texts, metadatas=metadatas, k=DEPTH)
-    embeddings = HuggingFaceEmbeddings(model=str(_base_encoder()), encode_kwargs={"normalize_embeddings": True})
-    store = FAISS.from_texts(texts, embeddings, metadatas=metadatas)
-    dense = store.as_retriever(search_kwargs={"k": DEPTH})
-    ensemble = EnsembleRetriever(retrievers=[bm25, dense], weights=[0.5, 0.5])
-    build_s = time.perf_counter() - start
+
+    def build():
+        bm25 = BM25Retriever.from_texts(texts, metadatas=metadatas, k=DEPTH)
+        embeddings = HuggingFaceEmbeddings(model=str(_base_encoder()), encode_kwargs={"normalize_embeddings": True})
+        dense = FAISS.from_texts(texts, embeddings, metadatas=metadatas).as_retriever(search_kwargs={"k": DEPTH})
+        return bm25, dense, EnsembleRetriever(retrievers=[bm25, dense], weights=[0.5, 0.5])
+
+    (bm25, dense, ensemble), build_s = time_once(build)
     out: dict = {"retrieval": {}, "build_s": {"all": build_s}}
     for label, retriever in (("BM25Retriever (rank-bm25)", bm25), ("FAISS vector store", dense), ("EnsembleRetriever", ensemble)):
         search = lambda q, r=retriever: [d.metadata["n"] for d in r.invoke(q)][:DEPTH]  # noqa: E731
-        rankings, seconds = timed_rankings(search, queries)
-        out["retrieval"][label] = score_rankings(rankings, passages, queries, seconds)
+        out["retrieval"][label] = evaluate_search(search, passages, queries)
     reader = shared_reader(args.reader)
     top10 = lambda q: [d.metadata["n"] for d in ensemble.invoke(q)][:10]  # noqa: E731
     out["end_to_end"] = {"LangChain EnsembleRetriever + ragqa reader": end_to_end(reader_on(top10, reader, passages), queries[: args.e2e_questions])}
@@ -246,13 +217,15 @@ def run_haystack(work: Path, args) -> dict:
 
     passages, queries = load_work(work)
     model = str(_base_encoder())
-    start = time.perf_counter()
-    store = InMemoryDocumentStore()
-    embedder = SentenceTransformersDocumentEmbedder(model=model, normalize_embeddings=True, progress_bar=False, local_files_only=True)
-    embedder.warm_up()
-    docs = embedder.run([Document(content=p["text"], meta={"n": i}) for i, p in enumerate(passages)])["documents"]
-    store.write_documents(docs)
-    build_s = time.perf_counter() - start
+
+    def build():
+        store = InMemoryDocumentStore()
+        embedder = SentenceTransformersDocumentEmbedder(model=model, normalize_embeddings=True, progress_bar=False, local_files_only=True)
+        embedder.warm_up()
+        store.write_documents(embedder.run([Document(content=p["text"], meta={"n": i}) for i, p in enumerate(passages)])["documents"])
+        return store
+
+    store, build_s = time_once(build)
 
     bm25 = Pipeline()
     bm25.add_component("bm25", InMemoryBM25Retriever(store, top_k=DEPTH))
@@ -279,8 +252,7 @@ def run_haystack(work: Path, args) -> dict:
     out: dict = {"retrieval": {}, "build_s": {"all": build_s}}
     for label, run in runs.items():
         search = lambda q, r=run: [d.meta["n"] for d in r(q)][:DEPTH]  # noqa: E731
-        rankings, seconds = timed_rankings(search, queries)
-        out["retrieval"][label] = score_rankings(rankings, passages, queries, seconds)
+        out["retrieval"][label] = evaluate_search(search, passages, queries)
     reader = shared_reader(args.reader)
     top10 = lambda q: [d.meta["n"] for d in runs["BM25 + embedding, RRF joiner"](q)][:10]  # noqa: E731
     out["end_to_end"] = {"Haystack BM25 + embedding (RRF) + ragqa reader": end_to_end(reader_on(top10, reader, passages), queries[: args.e2e_questions])}
@@ -292,20 +264,18 @@ def _haystack_reader_speed(reader_dir: str | None, queries: list[dict]) -> dict:
     from haystack import Document
     from haystack.components.readers import ExtractiveReader
 
-    from rag_qa.evaluation.metrics import squad_scores
     from rag_qa.reading.reader import default_reader_path
 
     reader = ExtractiveReader(model=str(reader_dir or default_reader_path()), top_k=1, no_answer=False, max_seq_length=384, stride=128)
     reader.warm_up()
-    reader.run(query=queries[0]["question"], documents=[Document(content=queries[0]["context"])])
-    start = time.perf_counter()
-    predictions = {}
-    for q in queries:
+
+    def read(q: dict) -> str:
         answers = reader.run(query=q["question"], documents=[Document(content=q["context"])])["answers"]
-        predictions[q["qid"]] = answers[0].data if answers and answers[0].data else ""
-    seconds = time.perf_counter() - start
-    scores = squad_scores(predictions, {q["qid"]: q["answers"] for q in queries})
-    return {"exact_match": scores["exact_match"], "f1": scores["f1"], "passages_per_s": len(queries) / seconds, "precision": "float32"}
+        return answers[0].data if answers and answers[0].data else ""
+
+    timings = time_calls(read, queries, warmup=1)
+    predictions = {q["qid"]: text for q, text in zip(queries, timings.results)}
+    return {**em_f1(predictions, queries), "passages_per_s": timings.per_second(), "precision": "float32"}
 
 
 RUNNERS = {"ragqa": run_ragqa, "langchain": run_langchain, "haystack": run_haystack}
@@ -359,6 +329,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def format_tables(results: dict) -> str:
+    """The tables of a peers result, as printed and as the README shows them."""
     data = results["data"]
     parts = [f"SQuAD-open, held-out articles: {data['paragraphs']} paragraphs -> {data['passages']} passages, {data['questions']} questions\n"]
     rows = []
@@ -367,12 +338,12 @@ def format_tables(results: dict) -> str:
             rows.append([system, label] + [f"{m[f'recall@{k}']:.3f}" for k in RECALL_KS] + [f"{m['mrr@10']:.3f}", f"{m['p50_ms']:.2f}", f"{m['p95_ms']:.2f}"])
     parts.append(markdown_table(["system", "retriever", *[f"R@{k}" for k in RECALL_KS], "MRR@10", "p50 ms", "p95 ms"], rows))
     rows = []
-    for system, res in results["systems"].items():
+    for res in results["systems"].values():
         for label, m in res.get("end_to_end", {}).items():
             rows.append([label, f"{m['exact_match']:.1f}", f"{m['f1']:.1f}", m["questions"], f"{m['p50_ms']:.0f}", f"{m['p95_ms']:.0f}"])
     parts.append("\nEnd to end (top-10 passages, the same reader):\n" + markdown_table(["pipeline", "EM", "F1", "questions", "p50 ms", "p95 ms"], rows))
     rows = []
-    for system, res in results["systems"].items():
+    for res in results["systems"].values():
         for label, m in res.get("reader", {}).items():
             rows.append([label, m["precision"], f"{m['exact_match']:.1f}", f"{m['f1']:.1f}", f"{m['passages_per_s']:.1f}"])
     if rows:

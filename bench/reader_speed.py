@@ -22,16 +22,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command, machine, markdown_table, versions  # noqa: E402
+from common import command, machine, markdown_table, time_calls, time_gold_reading, time_repeated, versions  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Measure, print the tables, write ``--out``; the results as written."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with squad_v1.1/")
     parser.add_argument("--reader", type=Path, default=None, help="reader directory (default: the shipped reader)")
@@ -46,11 +45,10 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from rag_qa import Index, RagQA
+    from rag_qa.data import held_out_half, read_squad
     from rag_qa.evaluation.metrics import squad_scores
-    from rag_qa.evaluation.reader_eval import predict_gold
     from rag_qa.reading.reader import Reader
     from rag_qa.runtime import resolve_runtime
-    from rag_qa.data import held_out_half, read_squad
 
     squad = args.data / "squad_v1.1" / "train-v1.1.json.gz"
     held = held_out_half(read_squad(squad), "test")
@@ -64,12 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
         for choice in (args.runtimes.split(",") if device == "cpu" else ["torch:float16"]):
             runtime, _, precision = choice.partition(":")
             reader = Reader(args.reader, device=device, runtime=runtime, precision=precision or "auto").warm_up()
-            predict_gold(reader, sample[:16])  # warm-up
-            start = time.perf_counter()
-            predictions = predict_gold(reader, sample)
-            seconds = time.perf_counter() - start
+            predictions, per_s = time_gold_reading(reader, sample)
             scores = squad_scores(predictions, references)
-            quality.append({"device": device, "precision": reader.backend, "exact_match": scores["exact_match"], "f1": scores["f1"], "passages_per_s": len(sample) / seconds})
+            quality.append({"device": device, "precision": reader.backend, "exact_match": scores["exact_match"], "f1": scores["f1"], "passages_per_s": per_s})
     results["gold_passages"] = quality
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,30 +73,22 @@ def main(argv: list[str] | None = None) -> dict:
         corpus.write_text("\n".join(json.dumps({"id": str(i), "text": c}) for i, c in enumerate(contexts)) + "\n")
         Index.build([corpus], Path(tmp) / "index", show_progress=False)
         qa = RagQA.load(Path(tmp) / "index", reader=args.reader)
-        asks = [e.question for e in sample[: args.asks]]
-        qa.ask(asks[0])  # warm-up: loads encoder, FAISS and reader
-        latencies, predictions = [], {}
-        for e in sample[: args.asks]:
-            start = time.perf_counter()
-            answers = qa.ask(e.question, top_k_passages=10, top_k_answers=1)
-            latencies.append(time.perf_counter() - start)
-            predictions[e.qid] = answers[0].text if answers else ""
-        e2e = squad_scores(predictions, {e.qid: list(e.answer_texts) for e in sample[: args.asks]})
+        asked = sample[: args.asks]
+        # The warm-up call loads the encoder, FAISS and the reader.
+        timings = time_calls(lambda e: qa.ask(e.question, top_k_passages=10, top_k_answers=1), asked, warmup=1)
+        predictions = {e.qid: answers[0].text if answers else "" for e, answers in zip(asked, timings.results)}
+        e2e = squad_scores(predictions, {e.qid: list(e.answer_texts) for e in asked})
         results["warm_ask"] = {
-            "passages": 10, "asks": len(latencies), "p50_ms": 1000 * float(np.percentile(latencies, 50)), "p95_ms": 1000 * float(np.percentile(latencies, 95)),
+            "passages": 10, "asks": timings.calls, **timings.latency(),
             "open_domain_exact_match": e2e["exact_match"], "open_domain_f1": e2e["f1"], "corpus_passages": len(qa.index), "reader_precision": qa.reader.backend,
         }
         ragqa = shutil.which("ragqa") or str(Path(sys.executable).parent / "ragqa")
         cold_by_runtime = {}
         for runtime in ("auto", "torch"):
             cmd = [ragqa, "-q", "ask", sample[0].question, "--index-dir", str(Path(tmp) / "index"), "--runtime", runtime] + (["--reader", str(args.reader)] if args.reader else [])
-            subprocess.run(cmd, check=True, capture_output=True)  # first run: exports the models if this runtime needs it
-            cold = []
-            for _ in range(args.cold_runs):
-                start = time.perf_counter()
-                subprocess.run(cmd, check=True, capture_output=True)
-                cold.append(time.perf_counter() - start)
-            cold_by_runtime[runtime] = {"median": float(np.median(cold)), "min": min(cold), "max": max(cold), "runs": len(cold)}
+            # The untimed first run exports the models if this runtime needs it.
+            cold = time_repeated(partial(subprocess.run, cmd, check=True, capture_output=True), args.cold_runs, warmup=1)
+            cold_by_runtime[runtime] = {"median": cold.median_s, "min": cold.min_s, "max": cold.max_s, "runs": cold.calls}
         results["cold_ask_s"] = {**cold_by_runtime["auto"], "runtime": resolve_runtime("auto"), "torch": cold_by_runtime["torch"]}
 
     rows = [[q["device"], q["precision"], f"{q['exact_match']:.1f}", f"{q['f1']:.1f}", f"{q['passages_per_s']:.1f}"] for q in quality]

@@ -12,8 +12,9 @@ import os
 
 # One thread for the BM25 comparison (numpy/scipy do not thread these paths,
 # but BLAS could); the dense encoder is given all cores explicitly below.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -22,14 +23,13 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command, load_corpus, machine, markdown_table, timed, versions  # noqa: E402
-
+from common import command, load_corpus, machine, markdown_table, time_once, time_repeated, versions  # noqa: E402
 
 BM25_SYSTEMS = ("ragqa", "bm25s", "rank-bm25")
 
@@ -75,9 +75,7 @@ def bm25_footprint(system: str, texts_file: Path) -> dict:
         build = lambda: BM25Okapi([tokenize(x) for x in texts])  # noqa: E731
         load = None  # rank-bm25 has no file format of its own (only pickle)
     base = proc.memory_info().rss
-    start = time.perf_counter()
-    index = build()
-    build_s = time.perf_counter() - start
+    index, build_s = time_once(build)
     built = proc.memory_info().rss - base
     loaded = None
     if load is not None:
@@ -91,7 +89,14 @@ def bm25_footprint(system: str, texts_file: Path) -> dict:
     return {"build_s": build_s, "rss_built_mb": built / 2**20, "rss_loaded_mb": None if loaded is None else loaded / 2**20}
 
 
+def batch_speed(run: Callable[[], object], queries: int, repeat: int, warmup: int = 1) -> dict:
+    """Seconds per run of ``run()``, which answers ``queries`` questions, and queries/s over the timed runs."""
+    timings = time_repeated(run, repeat, warmup=warmup)
+    return {**timings.spread(), "queries": queries, "qps": timings.per_second(queries * timings.calls)}
+
+
 def main(argv: list[str] | None = None) -> dict:
+    """Measure, print the tables, write ``--out``; the results as written."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bm25-footprint", nargs=2, metavar=("SYSTEM", "TEXTS"), help=argparse.SUPPRESS)  # internal: one system per process
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with squad_v1.1/ and scifact_beir/")
@@ -122,9 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         corpus_file = Path(tmp) / "corpus.jsonl"
         corpus_file.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
         torch.set_num_threads(os.cpu_count() or 1)
-        start = time.perf_counter()
-        idx = Index.build([corpus_file], Path(tmp) / "index", show_progress=False)
-        build_s = time.perf_counter() - start
+        idx, build_s = time_once(lambda: Index.build([corpus_file], Path(tmp) / "index", show_progress=False))
         n = len(idx)
         results["corpus"] = {"documents": len(rows), "passages": n, "queries": len(queries)}
         results["indexing"] = {"seconds": build_s, "passages_per_s": n / build_s}
@@ -133,14 +136,11 @@ def main(argv: list[str] | None = None) -> dict:
         texts = [f"{p.title}\n{p.text}" if p.title else p.text for p in idx.passages]
         torch.set_num_threads(1)
 
-        bm25 = {}
-        t = timed(lambda: idx.search_batch(queries, k=10, mode="bm25"), repeat=args.repeat)
-        bm25["ragqa"] = {**t, "queries": len(queries), "qps": len(queries) / t["median_s"]}
+        bm25 = {"ragqa": batch_speed(lambda: idx.search_batch(queries, k=10, mode="bm25"), len(queries), args.repeat)}
 
         raw = bm25s.BM25()  # bm25s defaults: method "lucene", its own tokenizer
         raw.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-        t = timed(lambda: raw.retrieve(bm25s.tokenize(queries, stopwords="en", show_progress=False), k=10, show_progress=False, n_threads=0), repeat=args.repeat)
-        bm25["bm25s"] = {**t, "queries": len(queries), "qps": len(queries) / t["median_s"]}
+        bm25["bm25s"] = batch_speed(lambda: raw.retrieve(bm25s.tokenize(queries, stopwords="en", show_progress=False), k=10, show_progress=False, n_threads=0), len(queries), args.repeat)
 
         reference = BM25Okapi([tokenize(x) for x in texts])
         few = queries[: args.rank_bm25_queries]
@@ -148,8 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         def rank_bm25_run():
             return [np.argsort(-reference.get_scores(tokenize(q)))[:10] for q in few]
 
-        t = timed(rank_bm25_run, repeat=1, warmup=0)
-        bm25["rank-bm25"] = {**t, "queries": len(few), "qps": len(few) / t["median_s"]}
+        bm25["rank-bm25"] = batch_speed(rank_bm25_run, len(few), repeat=1, warmup=0)
 
         # Agreement with rank-bm25 on the same questions: the same top-10, where
         # passages with tied scores may come in either order.
@@ -173,10 +172,9 @@ def main(argv: list[str] | None = None) -> dict:
         dq = queries[: args.dense_queries]
         torch.set_num_threads(os.cpu_count() or 1)
         idx.search("warm up the encoder", mode="dense")
-        t = timed(lambda: idx.search_batch(dq, k=10, mode="dense"), repeat=args.repeat)
-        results["dense"] = {**t, "queries": len(dq), "qps": len(dq) / t["median_s"], "threads": torch.get_num_threads(), "faiss": idx.manifest["faiss"]["type"]}
-        t = timed(lambda: idx.search_batch(dq, k=10, mode="hybrid"), repeat=args.repeat)
-        results["hybrid"] = {**t, "queries": len(dq), "qps": len(dq) / t["median_s"]}
+        dense = batch_speed(lambda: idx.search_batch(dq, k=10, mode="dense"), len(dq), args.repeat)
+        results["dense"] = {**dense, "threads": torch.get_num_threads(), "faiss": idx.manifest["faiss"]["type"]}
+        results["hybrid"] = batch_speed(lambda: idx.search_batch(dq, k=10, mode="hybrid"), len(dq), args.repeat)
 
     b = results["bm25"]
     table = markdown_table(

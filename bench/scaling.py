@@ -20,46 +20,42 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command, load_corpus, machine, markdown_table, versions  # noqa: E402
+from common import command, load_corpus, machine, markdown_table, time_calls, time_once, versions  # noqa: E402
 
 DOCS_PER_FILE = 5_000
 
 # Runs a command and prints the peak RSS (KiB) of its process tree's largest member.
 _PEAK = "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
 
-_QUERY = r"""
-import json, os, resource, statistics, sys, time
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-from rag_qa import Index
-from rag_qa.retrieval.encoder import Encoder  # imported before the baseline, like the index
-import psutil
-proc = psutil.Process()
-base_rss = proc.memory_info().rss
-t = time.perf_counter()
-index = Index.load(sys.argv[1], encoder=sys.argv[3] or None)
-load_s = time.perf_counter() - t
-loaded_rss = proc.memory_info().rss
-queries = json.loads(open(sys.argv[2]).read())
-out = {"load_s": load_s, "rss_after_load_mb": loaded_rss / 2**20, "rss_added_by_load_mb": (loaded_rss - base_rss) / 2**20}
-for mode in ("bm25", "dense"):
-    for q in queries[:5]:
-        index.search(q, k=10, mode=mode)  # warm-up
-    times = []
-    for q in queries:
-        t = time.perf_counter()
-        index.search(q, k=10, mode=mode)
-        times.append(time.perf_counter() - t)
-    times.sort()
-    out[mode] = {"p50_ms": 1000 * statistics.median(times), "p95_ms": 1000 * times[int(0.95 * (len(times) - 1))], "queries": len(times)}
-print(json.dumps(out))
-"""
+
+def query_index(index_dir: Path, queries_file: Path, encoder: str | None) -> dict:
+    """Load an index in this (fresh) process and time single top-10 BM25 and dense queries.
+
+    Returns the load time, the resident memory the index adds, and each mode's latency.
+    """
+    import psutil
+
+    from rag_qa import Index
+    from rag_qa.retrieval.encoder import Encoder  # noqa: F401 - imported before the baseline, like the index
+
+    proc = psutil.Process()
+    base_rss = proc.memory_info().rss
+    index, load_s = time_once(lambda: Index.load(index_dir, encoder=encoder))
+    loaded_rss = proc.memory_info().rss
+    queries = json.loads(queries_file.read_text())
+    out: dict = {"load_s": load_s, "rss_after_load_mb": loaded_rss / 2**20, "rss_added_by_load_mb": (loaded_rss - base_rss) / 2**20}
+    for mode in ("bm25", "dense"):
+        timings = time_calls(partial(index.search, k=10, mode=mode), queries, warmup=5)
+        out[mode] = {**timings.latency(), "queries": timings.calls}
+    return out
 
 
 def sentence_pool(data_dir: Path) -> tuple[list[str], list[str]]:
+    """Every sentence of the corpus in ``data_dir``, and its questions."""
     from rag_qa.text import split_sentences
 
     rows, queries = load_corpus(data_dir, max_passages=None)
@@ -98,23 +94,23 @@ def write_corpus(folder: Path, passages: int, pool: list[str], seed: int) -> int
 
 
 def dir_mb(path: Path) -> float:
+    """Size of the files under ``path``, in MiB."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
 def run_size(n: int, pool: list[str], queries_file: Path, work: Path, encoder: str | None) -> dict:
+    """Build and query an index of about ``n`` passages, each step in a process of its own; one row of the results."""
     corpus, index_dir = work / f"corpus-{n}", work / f"index-{n}"
     write_corpus(corpus, n, pool, seed=n)
     ragqa = [sys.executable, "-m", "rag_qa.cli", "-q", "index", str(corpus), "--index-dir", str(index_dir), "--json"]
     if encoder:
         ragqa += ["--encoder", encoder]
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _PEAK, *ragqa], capture_output=True, text=True)
-    wall = time.perf_counter() - started
+    done, wall = time_once(lambda: subprocess.run([sys.executable, "-c", _PEAK, *ragqa], capture_output=True, text=True))
     if done.returncode != 0:
         raise SystemExit(f"ragqa index failed at {n} passages: {done.stderr.strip().splitlines()[-1:]}")
     lines = done.stdout.strip().splitlines()
     report, peak_kib = json.loads("\n".join(lines[:-1])), int(lines[-1])
-    query = subprocess.run([sys.executable, "-c", _QUERY, str(index_dir), str(queries_file), encoder or ""], capture_output=True, text=True)
+    query = subprocess.run([sys.executable, __file__, "--query-index", str(index_dir), str(queries_file), encoder or ""], capture_output=True, text=True)
     if query.returncode != 0:
         raise SystemExit(f"querying the {n}-passage index failed: {query.stderr.strip().splitlines()[-1:]}")
     row = {
@@ -125,7 +121,7 @@ def run_size(n: int, pool: list[str], queries_file: Path, work: Path, encoder: s
         "build_peak_rss_mb": peak_kib / 1024,
         "corpus_mb": dir_mb(corpus),
         "index_mb": dir_mb(index_dir),
-        **json.loads(query.stdout),
+        **json.loads(query.stdout.strip().splitlines()[-1]),
     }
     shutil.rmtree(corpus)
     shutil.rmtree(index_dir)
@@ -133,6 +129,7 @@ def run_size(n: int, pool: list[str], queries_file: Path, work: Path, encoder: s
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """Latency, memory and size against passages, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,8 +155,10 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Measure every size, print the table, write ``--out`` and the plot; the results as written."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="Folder with squad_v1.1/ and scifact_beir/.")
+    parser.add_argument("--query-index", nargs=3, metavar=("INDEX", "QUERIES", "ENCODER"), help=argparse.SUPPRESS)  # internal: one index per process
+    parser.add_argument("--data", type=Path, help="Folder with squad_v1.1/ and scifact_beir/ (required).")
     parser.add_argument("--sizes", default="10000,50000,200000", help="Comma-separated passage counts.")
     parser.add_argument("--queries", type=int, default=200, help="Queries timed per mode and size.")
     parser.add_argument("--encoder", help="Encoder directory (default: the bundled one).")
@@ -170,6 +169,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.query_index:
+        index_dir, queries_file, encoder = args.query_index
+        print(json.dumps(query_index(Path(index_dir), Path(queries_file), encoder or None)))
+        return {}
+    if args.data is None:
+        parser.error("the following arguments are required: --data")
     sizes = [int(s) for s in args.sizes.split(",")]
     pool, queries = sentence_pool(args.data)
     work = Path(tempfile.mkdtemp(prefix="ragqa-scaling-", dir=args.work))

@@ -248,20 +248,34 @@ def ask_cmd(question: str, index_dir: Path, k: int, n_answers: int, mode: str, s
 @click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader directory (default: the shipped reader).")
 @click.option("--limit", type=int, help="Evaluate on the first N questions.")
 @click.option("--held-out", is_flag=True, help="Only the test half of the questions of the articles ragqa holds out of training (for the SQuAD train file; the tuning half chooses checkpoints).")
+@click.option("--answerless", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Also pair this many answerless paragraphs of its article with each question (1 = a SQuAD v2.0-style set, half unanswerable) and report abstention.")
 @runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None, held_out: bool, runtime: str | None, as_json: bool) -> None:
-    """SQuAD exact match and F1 of a reader given the gold passages, and its speed."""
+def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None, held_out: bool, answerless: float, runtime: str | None, as_json: bool) -> None:
+    """SQuAD exact match and F1 of a reader given the gold passages, and its speed.
+
+    With --answerless, or on a SQuAD v2.0 file, also how well it abstains:
+    HasAns EM/F1, NoAns accuracy and overall EM/F1 (the v2.0 metric) at the
+    reader's no-answer threshold and at the best one."""
     from rag_qa.evaluation.reader_eval import evaluate_reader
     from rag_qa.reading.reader import Reader
 
     reader = Reader(reader_dir, runtime=runtime or "auto")
-    results = evaluate_reader(reader, data_path, limit=limit, held_out_only=held_out)
+    results = evaluate_reader(reader, data_path, limit=limit, held_out_only=held_out, answerless=answerless)
     results["runtime"] = reader.backend
     if as_json:
         click.echo(json.dumps(results, indent=2))
-    else:
-        click.echo(f"EM {results['exact_match']:.2f}  F1 {results['f1']:.2f}  on {results['questions']:,} questions; {results['passages_per_s']:.1f} passages/s ({results['runtime']})")
+        return
+    click.echo(f"EM {results['exact_match']:.2f}  F1 {results['f1']:.2f}  on {results['questions']:,} questions; {results['passages_per_s']:.1f} passages/s ({results['runtime']})")
+    if "abstention" in results:
+        a = results["abstention"]
+        click.echo(f"With {a['unanswerable']:,} answerless passages (always abstaining scores EM {a['always_abstain_exact_match']:.1f}):")
+        rows = (("reader's threshold", a["at_reader_threshold"]), ("best threshold", a["at_best_threshold"]), ("HasAns EM -2 threshold", a["at_2_points_has_ans_cost"]))
+        for name, row in rows:
+            click.echo(
+                f"  {name} {row['threshold']:.2f}: overall EM {row['exact_match']:.1f} F1 {row['f1']:.1f}; "
+                f"HasAns EM {row['has_ans_exact_match']:.1f} F1 {row['has_ans_f1']:.1f}; NoAns accuracy {row['no_ans_accuracy']:.1f}"
+            )
 
 
 @cli.command("eval")

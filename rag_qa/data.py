@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag_qa.errors import InputError
+from rag_qa.text import normalize_answer
 
 BEIR_EVAL_FRACTION = 0.2  # share of BEIR queries held out, drawn with seed 0
 
@@ -164,3 +165,42 @@ def held_out_beir_queries(folder: str | Path, split: str = "train", eval_fractio
     them (``role``: ``"tune"`` or ``"test"``, see :func:`held_out_role`)."""
     held = beir_held_out([q for q, _ in read_beir(folder, split).queries], eval_fraction, seed)
     return held if role is None else {q for q in held if held_out_role(q) == role}
+
+
+def answerless_examples(examples: list[QAExample], per_question: float, seed: int, pool: list[QAExample] | None = None) -> list[QAExample]:
+    """No-answer examples: each question paired with other paragraphs of its
+    article that hold none of its answers (checked on normalised text).
+
+    ``per_question`` paragraphs per question on average: the whole part is
+    drawn always, the fraction with that probability. ``pool`` gives the
+    paragraphs to draw from (default: those of ``examples``).
+    """
+    if per_question <= 0:
+        return []
+    rng = random.Random(seed)
+    by_title: dict[str, list[str]] = {}
+    for e in pool if pool is not None else examples:
+        contexts = by_title.setdefault(e.title, [])
+        if not contexts or contexts[-1] != e.context:
+            contexts.append(e.context)
+    normalised: dict[str, str] = {}
+    negatives = []
+    for e in examples:
+        if e.is_impossible or not e.answer_texts:
+            continue
+        n = int(per_question) + (rng.random() < per_question - int(per_question))
+        candidates = [c for c in by_title.get(e.title, ()) if c != e.context]
+        rng.shuffle(candidates)
+        answers = [a for a in (normalize_answer(t) for t in e.answer_texts) if a]
+        taken = 0
+        for context in candidates:
+            if taken >= n:
+                break
+            text = normalised.get(context)
+            if text is None:
+                text = normalised[context] = normalize_answer(context)
+            if any(a in text for a in answers):
+                continue
+            negatives.append(QAExample(qid=f"{e.qid}-neg{taken}", title=e.title, context=context, question=e.question, answer_texts=(), answer_starts=(), is_impossible=True))
+            taken += 1
+    return negatives

@@ -117,9 +117,7 @@ def test_show_context_marks_the_span_found_not_the_first_same_text(monkeypatch, 
     assert '"The red door and the blue [door]."' in result.output
 
 
-def test_quiet_and_verbose_are_accepted_after_the_command(tmp_path):
-    from fixtures import write_corpus
-
+def test_quiet_and_verbose_are_accepted_after_the_command(tmp_path, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     result = CliRunner().invoke(cli, ["index", str(docs), "--index-dir", str(tmp_path / "index"), "--quiet"])
     assert result.exit_code == 0, result.output

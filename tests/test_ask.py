@@ -5,7 +5,6 @@ from click.testing import CliRunner
 
 from rag_qa.cli import cli
 from rag_qa.models import default_encoder_path
-from test_cli import one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +45,10 @@ def test_no_answer_threshold_says_so_plainly(runner, built_index, tiny_qa_base):
     assert result.output.startswith("No answer found in the indexed documents")
 
 
-def test_ask_bad_inputs(runner, built_index, tiny_qa_base, tmp_path):
+def test_ask_bad_inputs(runner, built_index, tiny_qa_base, tmp_path, one_line_error):
     one_line_error(runner.invoke(cli, ["ask", " ", "--index-dir", str(built_index.directory), "--reader", str(tiny_qa_base)]), "query is empty")
     one_line_error(runner.invoke(cli, ["ask", "x" * 100_000, "--index-dir", str(built_index.directory), "--reader", str(tiny_qa_base)]), "characters")
     one_line_error(runner.invoke(cli, ["ask", "q", "--index-dir", str(tmp_path / "none"), "--reader", str(tiny_qa_base)]), "no index")
-
-
-def bad_reader(tmp_path, kind):
-    d = tmp_path / kind
-    d.mkdir()
-    if kind == "empty":
-        return d
-    (d / "config.json").write_text(json.dumps({"model_type": "bert", "auto_map": {"AutoModel": "x.X"}} if kind == "remote" else {"model_type": "bert"}))
-    if kind == "pickle":
-        (d / "pytorch_model.bin").write_bytes(b"pickle bytes that must never be loaded")
-    if kind == "remote":
-        (d / "model.safetensors").write_bytes(b"")
-    return d
 
 
 @pytest.mark.parametrize("kind, words", [
@@ -71,9 +57,9 @@ def bad_reader(tmp_path, kind):
     ("pickle", ["no safetensors weights", "pytorch_model.bin"]),
     ("remote", ["remote code"]),
 ])
-def test_bad_reader_directories(runner, built_index, tmp_path, kind, words):
+def test_bad_reader_directories(runner, built_index, tmp_path, kind, words, bad_reader, one_line_error):
     one_line_error(ask(runner, built_index.directory, bad_reader(tmp_path, kind)), *words)
 
 
-def test_an_encoder_is_not_a_reader(runner, built_index):
+def test_an_encoder_is_not_a_reader(runner, built_index, one_line_error):
     one_line_error(ask(runner, built_index.directory, default_encoder_path()), "not a question-answering model")

@@ -5,7 +5,6 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from fixtures import write_corpus
 from rag_qa.cli import cli
 
 
@@ -15,7 +14,7 @@ def runner():
 
 
 @pytest.fixture(scope="module")
-def cli_index(tmp_path_factory):
+def cli_index(tmp_path_factory, write_corpus):
     root = tmp_path_factory.mktemp("cli")
     docs = write_corpus(root / "docs")
     result = CliRunner().invoke(cli, ["-q", "index", str(docs), "--index-dir", str(root / "index")])
@@ -23,7 +22,7 @@ def cli_index(tmp_path_factory):
     return root / "index"
 
 
-def test_index_prints_a_one_line_summary(runner, tmp_path):
+def test_index_prints_a_one_line_summary(runner, tmp_path, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     (docs / "junk.txt").write_bytes(b"\x00\x01\x02binary")
     result = runner.invoke(cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "index")])
@@ -57,28 +56,19 @@ def test_info(runner, cli_index):
     assert "Documents:  6" in runner.invoke(cli, ["info", "--index-dir", str(cli_index)]).output
 
 
-def one_line_error(result, *words):
-    assert result.exit_code == 1
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    assert "Traceback" not in result.output
-    for word in words:
-        assert word in lines[0]
-
-
-def test_empty_query(runner, cli_index):
+def test_empty_query(runner, cli_index, one_line_error):
     one_line_error(runner.invoke(cli, ["search", "  ", "--index-dir", str(cli_index)]), "query is empty")
 
 
-def test_missing_index(runner, tmp_path):
+def test_missing_index(runner, tmp_path, one_line_error):
     one_line_error(runner.invoke(cli, ["search", "q", "--index-dir", str(tmp_path / "nope")]), "no index", "ragqa index")
 
 
-def test_missing_path(runner, tmp_path):
+def test_missing_path(runner, tmp_path, one_line_error):
     one_line_error(runner.invoke(cli, ["-q", "index", str(tmp_path / "nope"), "--index-dir", str(tmp_path / "i")]), "does not exist")
 
 
-def test_empty_folder_keeps_the_old_index(runner, tmp_path, cli_index):
+def test_empty_folder_keeps_the_old_index(runner, tmp_path, cli_index, one_line_error):
     (tmp_path / "empty").mkdir()
     import shutil
 
@@ -89,7 +79,7 @@ def test_empty_folder_keeps_the_old_index(runner, tmp_path, cli_index):
     assert (copy / "manifest.json").read_bytes() == before
 
 
-def test_folder_of_unreadable_files(runner, tmp_path):
+def test_folder_of_unreadable_files(runner, tmp_path, one_line_error):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a.txt").write_bytes(b"")
     (tmp_path / "d" / "b.txt").write_bytes(b"\x00" * 100)
@@ -97,7 +87,7 @@ def test_folder_of_unreadable_files(runner, tmp_path):
     one_line_error(result, "2 skipped")
 
 
-def test_corrupt_index(runner, tmp_path, cli_index):
+def test_corrupt_index(runner, tmp_path, cli_index, one_line_error):
     import shutil
 
     copy = tmp_path / "index"
@@ -106,7 +96,7 @@ def test_corrupt_index(runner, tmp_path, cli_index):
     one_line_error(runner.invoke(cli, ["search", "q", "--index-dir", str(copy)]), "not valid JSON", "ragqa index")
 
 
-def test_bad_encoder_directory(runner, tmp_path):
+def test_bad_encoder_directory(runner, tmp_path, write_corpus, one_line_error):
     docs = write_corpus(tmp_path / "docs")
     (tmp_path / "enc").mkdir()
     (tmp_path / "enc" / "config.json").write_text("{}")
@@ -115,7 +105,7 @@ def test_bad_encoder_directory(runner, tmp_path):
     one_line_error(result, "no safetensors weights", "pytorch_model.bin")
 
 
-def test_bad_config(runner, tmp_path):
+def test_bad_config(runner, tmp_path, write_corpus, one_line_error):
     docs = write_corpus(tmp_path / "docs")
     (tmp_path / "c.yaml").write_text("chunking: {sise: 10}\n")
     result = runner.invoke(cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "i"), "--config", str(tmp_path / "c.yaml")])
@@ -128,7 +118,7 @@ def test_help_does_not_import_torch():
     assert out.strip().splitlines()[-1] == "False False"
 
 
-def test_control_characters_in_a_query_are_read_as_spaces(runner, cli_index):
+def test_control_characters_in_a_query_are_read_as_spaces(runner, cli_index, one_line_error):
     result = runner.invoke(cli, ["search", "\x00Which\x07 planet\x1b[31m is the largest?\x7f", "--index-dir", str(cli_index), "--json", "-k", "1"])
     assert result.exit_code == 0, result.output
     assert "Jupiter" in json.loads(result.output)[0]["text"]
@@ -144,7 +134,7 @@ def test_control_characters_in_a_query_through_the_api(cli_index):
         index.search("\x00\x1f")
 
 
-def test_unreadable_file_is_reported_and_the_rest_indexed(runner, tmp_path, unreadable_as_root):
+def test_unreadable_file_is_reported_and_the_rest_indexed(runner, tmp_path, unreadable_as_root, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     locked = docs / "locked.txt"
     locked.write_text("Secret words nobody may read.")
@@ -175,7 +165,7 @@ def test_streamed_file_answers_with_lines_of_the_whole_file(runner, tmp_path, mo
     assert hits[0]["metadata"]["line"] == text.count("\n", 0, hits[0]["start"]) + 1
 
 
-def test_documents_without_words_make_no_index(runner, tmp_path):
+def test_documents_without_words_make_no_index(runner, tmp_path, one_line_error):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "blank.txt").write_text("   \n\t\n")
     one_line_error(runner.invoke(cli, ["-q", "index", str(tmp_path / "d"), "--index-dir", str(tmp_path / "i")]), "1 skipped", "nothing was changed")

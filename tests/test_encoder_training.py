@@ -22,7 +22,7 @@ def test_jsonl_pairs_and_bm25_hard_negatives(tmp_path):
     pairs = from_jsonl(write_pairs(tmp_path / "p.jsonl"), eval_fraction=0.25)
     assert len(pairs.train) == 60 and len(pairs.eval_queries) == 20
     mine_hard_negatives(pairs, per_query=1)
-    for query, pos, negs in pairs.train:
+    for _query, pos, negs in pairs.train:
         assert len(negs) == 1 and negs[0] != pos
 
 
@@ -56,8 +56,8 @@ def test_export_halves_the_weights_and_keeps_the_vectors(tmp_path, tiny_encoder)
 
 
 def test_squad_pairs_hold_out_whole_articles_and_search_only_their_paragraphs(tmp_path):
-    from rag_qa.training.pairs import from_squad
     from rag_qa.data import is_held_out
+    from rag_qa.training.pairs import from_squad
 
     titles = [f"Article_{i}" for i in range(60)]
     held = [t for t in titles if is_held_out(t)]

@@ -5,7 +5,6 @@ from click.testing import CliRunner
 
 from rag_qa.cli import cli
 from rag_qa.evaluation.runner import beir_eval_set, squad_eval_set
-from test_cli import one_line_error
 
 PARAGRAPHS = [
     ("Planets", "Jupiter is the largest planet in the solar system. It has dozens of moons.", "Which is the largest planet?", "Jupiter"),
@@ -71,7 +70,7 @@ def test_eval_cli_beir(beir_dir):
     assert data["questions"] == 2
 
 
-def test_eval_cli_bad_arguments(squad_file, tmp_path):
+def test_eval_cli_bad_arguments(squad_file, tmp_path, one_line_error):
     one_line_error(CliRunner().invoke(cli, ["eval"]), "exactly one of --data")
     one_line_error(CliRunner().invoke(cli, ["eval", "--data", str(squad_file), "--modes", "sparse"]), "unknown mode")
     one_line_error(CliRunner().invoke(cli, ["eval", "--beir", str(tmp_path)]), "corpus.jsonl")
@@ -117,7 +116,7 @@ def test_fusion_tuning_follows_the_better_retriever(bm25_good):
     assert test["test_chosen"]["mrr@10"] >= test["test_current"]["mrr@10"]
 
 
-def test_tune_fusion_cli_on_a_beir_folder(tmp_path):
+def test_tune_fusion_cli_on_a_beir_folder(tmp_path, one_line_error):
     d = tmp_path / "beir"
     (d / "qrels").mkdir(parents=True)
     topics = ["aspirin", "sunlight", "coffee", "glaciers", "volcanoes", "tides", "bees", "copper", "saturn", "tea"]

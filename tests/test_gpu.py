@@ -2,12 +2,10 @@
 
 import pytest
 
-from fixtures import write_corpus
-
 pytestmark = pytest.mark.gpu
 
 
-def test_encoder_and_faiss_use_the_gpu(tmp_path):
+def test_encoder_and_faiss_use_the_gpu(tmp_path, write_corpus):
     import faiss
 
     from rag_qa import Index

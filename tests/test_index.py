@@ -4,7 +4,6 @@ import shutil
 import numpy as np
 import pytest
 
-from fixtures import write_corpus
 from rag_qa import Index
 from rag_qa.config import IndexConfig
 from rag_qa.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError, InputError
@@ -75,7 +74,7 @@ def test_bad_queries_are_refused(built_index, query):
         built_index.search(query)
 
 
-def test_incremental_update_embeds_only_what_changed(tmp_path):
+def test_incremental_update_embeds_only_what_changed(tmp_path, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     directory = tmp_path / "index"
     first = build_index([docs], directory, show_progress=False)
@@ -101,7 +100,7 @@ def test_incremental_update_embeds_only_what_changed(tmp_path):
         assert float(a[key] @ b[key]) > 0.99
 
 
-def test_failed_build_leaves_the_old_index_untouched(tmp_path, monkeypatch):
+def test_failed_build_leaves_the_old_index_untouched(tmp_path, monkeypatch, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     directory = tmp_path / "index"
     build_index([docs], directory, show_progress=False)
@@ -122,7 +121,7 @@ def test_failed_build_leaves_the_old_index_untouched(tmp_path, monkeypatch):
     assert Index.load(directory).search("largest planet", k=3) == before
 
 
-def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path):
+def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     with storage.WriteLock(tmp_path / "index"):
         with pytest.raises(IndexLockedError, match="another `ragqa index`"):
@@ -169,7 +168,7 @@ def test_other_encoder_is_refused_for_dense_search(built_index, tiny_encoder):
         idx.search("planet", mode="dense")
 
 
-def test_index_built_with_another_encoder(tmp_path, tiny_encoder):
+def test_index_built_with_another_encoder(tmp_path, tiny_encoder, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     idx = Index.build([docs], tmp_path / "index", config=IndexConfig().replace(dense={"encoder": str(tiny_encoder)}), show_progress=False)
     assert idx.manifest["encoder"]["dimension"] == 32 and not idx.manifest["encoder"]["default"]
@@ -178,13 +177,13 @@ def test_index_built_with_another_encoder(tmp_path, tiny_encoder):
     assert report.reused == 0 and "encoder changed" in report.summary()
 
 
-def test_refuses_to_build_into_a_foreign_folder(tmp_path):
+def test_refuses_to_build_into_a_foreign_folder(tmp_path, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     with pytest.raises(InputError, match="not empty and holds no ragqa index"):
         build_index([docs], docs, show_progress=False)
 
 
-def test_approximate_index_above_the_threshold(tmp_path):
+def test_approximate_index_above_the_threshold(tmp_path, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     config = IndexConfig().replace(dense={"exact_threshold": 2, "faiss_factory": "HNSW16,Flat"})
     idx = Index.build([docs], tmp_path / "index", config=config, show_progress=False)

@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-from fixtures import PDF_TEXT, make_pdf
 from rag_qa.errors import InputError
 from rag_qa.ingest import IngestReport, iter_documents
 
@@ -13,7 +12,7 @@ def read(paths, report=None):
     return list(iter_documents(paths, report if report is not None else IngestReport()))
 
 
-def test_reads_every_supported_format(corpus_dir):
+def test_reads_every_supported_format(corpus_dir, pdf_text):
     report = IngestReport()
     docs = read([corpus_dir], report)
     by_source = {d.source.rsplit("/", 1)[-1]: d for d in docs}
@@ -23,7 +22,7 @@ def test_reads_every_supported_format(corpus_dir):
     assert html.title == "The planets"
     assert "Jupiter is the largest planet" in html.text
     assert "should not be indexed" not in html.text and "color: red" not in html.text
-    assert PDF_TEXT in by_source["paper.pdf"].text
+    assert pdf_text in by_source["paper.pdf"].text
     jsonl = [d for d in docs if d.source.endswith("records.jsonl")]
     assert [d.title for d in jsonl] == ["Volcanoes", "Rivers"]
     assert jsonl[0].metadata["topic"] == "geology" and jsonl[0].metadata["line"] == 1
@@ -82,7 +81,7 @@ def test_hidden_folders_are_skipped(tmp_path):
     assert [d.text for d in read([tmp_path])] == ["shown"]
 
 
-def test_pdf_passages_record_their_page(tmp_path):
+def test_pdf_passages_record_their_page(tmp_path, make_pdf):
     from rag_qa.config import ChunkingConfig
     from rag_qa.ingest import chunk_document
 

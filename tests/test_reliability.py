@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fixtures import write_corpus
 from rag_qa import Index
 from rag_qa.errors import ModelError
 from rag_qa.reading.spans import decode_window
@@ -62,7 +61,7 @@ def wait_for_stderr(proc, text):
 
 
 @pytest.mark.slow
-def test_sigkill_at_any_point_leaves_the_old_index_answering(tmp_path):
+def test_sigkill_at_any_point_leaves_the_old_index_answering(tmp_path, write_corpus):
     old_docs = write_corpus(tmp_path / "old")
     directory = tmp_path / "index"
     build_index([old_docs], directory, show_progress=False)
@@ -92,7 +91,7 @@ def test_sigkill_at_any_point_leaves_the_old_index_answering(tmp_path):
     assert not list(directory.glob(".tmp-*"))
 
 
-def test_readers_during_rebuilds_see_a_whole_index(tmp_path):
+def test_readers_during_rebuilds_see_a_whole_index(tmp_path, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     directory = tmp_path / "index"
     build_index([docs], directory, show_progress=False)
@@ -175,10 +174,9 @@ def test_decoded_spans_always_lie_inside_the_context(data, n, max_len):
         assert 0 <= last - first < max_len
 
 
-def write_bad_folder(root: Path) -> tuple[Path, dict[str, str]]:
-    """The fixture corpus plus one file of each kind users drop into folders;
-    returns the folder and, per bad file, a word its skip reason must hold."""
-    docs = write_corpus(root)
+def write_bad_folder(docs: Path) -> tuple[Path, dict[str, str]]:
+    """Adds to the fixture corpus in ``docs`` one file of each kind users drop into
+    folders; returns the folder and, per bad file, a word its skip reason must hold."""
     (docs / "loop").symlink_to(docs, target_is_directory=True)
     (docs / "empty.txt").write_bytes(b"")
     (docs / "image.txt").write_bytes(bytes(range(256)) * 40)
@@ -200,8 +198,8 @@ def check_skips(skipped: list[tuple[str, str]], expected: dict[str, str]) -> Non
         assert word in by_name[name], (name, by_name[name])
 
 
-def test_bad_folder_through_the_api(tmp_path, unreadable_as_root):
-    docs, expected = write_bad_folder(tmp_path / "docs")
+def test_bad_folder_through_the_api(tmp_path, unreadable_as_root, write_corpus):
+    docs, expected = write_bad_folder(write_corpus(tmp_path / "docs"))
     report = build_index([docs], tmp_path / "index", show_progress=False)
     check_skips(report.skipped, expected)
     assert report.documents == 6 + 4  # the fixture corpus, then latin, wide, controls and the good JSONL line
@@ -210,12 +208,12 @@ def test_bad_folder_through_the_api(tmp_path, unreadable_as_root):
         assert word in index.search(query, k=1, mode="bm25")[0].passage.text
 
 
-def test_bad_folder_through_the_cli(tmp_path, unreadable_as_root):
+def test_bad_folder_through_the_cli(tmp_path, unreadable_as_root, write_corpus):
     from click.testing import CliRunner
 
     from rag_qa.cli import cli
 
-    docs, expected = write_bad_folder(tmp_path / "docs")
+    docs, expected = write_bad_folder(write_corpus(tmp_path / "docs"))
     result = CliRunner().invoke(cli, ["index", str(docs), "--index-dir", str(tmp_path / "index"), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{\n") if "{\n" in result.output else result.output.index("{"):])
@@ -243,9 +241,7 @@ def test_bad_questions_through_the_api(built_index, tiny_qa_base, question, erro
     ("pickle", "pytorch_model.bin"),
     ("remote", "remote code"),
 ])
-def test_bad_model_directories_through_the_api(tmp_path, kind, error):
-    from test_ask import bad_reader
-
+def test_bad_model_directories_through_the_api(tmp_path, kind, error, bad_reader, write_corpus):
     from rag_qa import RagQAError, Reader
 
     folder = bad_reader(tmp_path, kind)

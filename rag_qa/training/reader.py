@@ -28,7 +28,7 @@ from rag_qa.config import Config
 from rag_qa.errors import InputError, require_extra
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.reading.spans import decode_window
-from rag_qa.data import QAExample, held_out_role, read_squad, split_by_article
+from rag_qa.data import QAExample, answerless_examples, held_out_role, read_squad, split_by_article
 
 logger = logging.getLogger(__name__)
 
@@ -73,47 +73,6 @@ class ReaderTrainConfig(Config):
         if self.negatives_per_question < 0:
             raise InputError(f"negatives_per_question must be 0 or more, got {self.negatives_per_question}")
         return self
-
-
-def answerless_examples(examples: list[QAExample], per_question: float, seed: int, pool: list[QAExample] | None = None) -> list[QAExample]:
-    """No-answer examples: each question paired with other paragraphs of its
-    article that hold none of its answers (checked on normalised text).
-
-    ``per_question`` paragraphs per question on average: the whole part is
-    drawn always, the fraction with that probability. ``pool`` gives the
-    paragraphs to draw from (default: those of ``examples``).
-    """
-    from rag_qa.evaluation.metrics import normalize_answer
-
-    if per_question <= 0:
-        return []
-    rng = random.Random(seed)
-    by_title: dict[str, list[str]] = {}
-    for e in pool if pool is not None else examples:
-        contexts = by_title.setdefault(e.title, [])
-        if not contexts or contexts[-1] != e.context:
-            contexts.append(e.context)
-    normalised: dict[str, str] = {}
-    negatives = []
-    for e in examples:
-        if e.is_impossible or not e.answer_texts:
-            continue
-        n = int(per_question) + (rng.random() < per_question - int(per_question))
-        candidates = [c for c in by_title.get(e.title, ()) if c != e.context]
-        rng.shuffle(candidates)
-        answers = [a for a in (normalize_answer(t) for t in e.answer_texts) if a]
-        taken = 0
-        for context in candidates:
-            if taken >= n:
-                break
-            text = normalised.get(context)
-            if text is None:
-                text = normalised[context] = normalize_answer(context)
-            if any(a in text for a in answers):
-                continue
-            negatives.append(QAExample(qid=f"{e.qid}-neg{taken}", title=e.title, context=context, question=e.question, answer_texts=(), answer_starts=(), is_impossible=True))
-            taken += 1
-    return negatives
 
 
 def choose_training_questions(examples: list[QAExample], config: "ReaderTrainConfig") -> list[QAExample]:
