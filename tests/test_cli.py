@@ -146,6 +146,7 @@ def test_unreadable_file_is_reported_and_the_rest_indexed(runner, tmp_path, unre
     assert report["skipped"] == [{"path": str(locked), "reason": "Permission denied"}]
 
 
+@pytest.mark.slow
 def test_streamed_file_answers_with_lines_of_the_whole_file(runner, tmp_path, monkeypatch):
     from rag_qa.ingest import readers
 

@@ -91,6 +91,7 @@ def test_sigkill_at_any_point_leaves_the_old_index_answering(tmp_path, write_cor
     assert not list(directory.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_readers_during_rebuilds_see_a_whole_index(tmp_path, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     directory = tmp_path / "index"

@@ -115,6 +115,7 @@ def test_runtime_choice():
         resolve_runtime("tensorrt")
 
 
+@pytest.mark.slow
 def test_ask_starts_without_importing_torch(corpus_dir, tmp_path, monkeypatch):
     """What makes a cold `ragqa ask` fast: once `ragqa index` has exported the
     models, neither torch nor transformers is imported to answer."""
