@@ -95,22 +95,47 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML index settings (see configs/index.yaml).")
 @click.option("--encoder", type=click.Path(path_type=Path), help="Local sentence-transformers directory to embed with (default: the encoder shipped with ragqa, all-MiniLM-L6-v2 fine-tuned on SQuAD).")
 @click.option("--wait", type=float, default=0, show_default=True, help="Seconds to wait if another build holds the index.")
+@click.option("--prune", is_flag=True, help="Allow removing documents: with PATHS, the index then holds exactly PATHS; without, documents whose files are gone are dropped however many.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @click.pass_context
-def index_cmd(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path, config_path: Path | None, encoder: Path | None, wait: float, as_json: bool) -> None:
+def index_cmd(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path, config_path: Path | None, encoder: Path | None, wait: float, prune: bool, as_json: bool) -> None:
     """Build or update the index from files and folders.
 
     PATHS are files or folders (searched recursively) of .txt, .md, .html,
-    .pdf and .jsonl documents. Run it again to update: only new or changed
-    passages are embedded, and documents that are gone are dropped. With no
-    PATHS, the paths of the last build are scanned again. The old index stays
-    usable until the new one is complete.
+    .pdf and .jsonl documents. Run it again to update: PATHS are added to
+    those already indexed, and only new or changed passages are embedded.
+    With no PATHS, the indexed paths are scanned again. Documents whose files
+    are gone are dropped, but more than a few only with --prune; `ragqa
+    remove PATH` takes documents out. The old index stays usable until the
+    new one is complete.
     """
     from rag_qa.config import IndexConfig
     from rag_qa.retrieval.builder import build_index
 
     config = IndexConfig.from_yaml(config_path) if config_path else None
-    report = build_index(list(paths) or None, index_dir, config=config, encoder=encoder, show_progress=not ctx.obj["quiet"], wait=wait)
+    report = build_index(list(paths) or None, index_dir, config=config, encoder=encoder, show_progress=not ctx.obj["quiet"], wait=wait, prune=prune)
+    _print_build(report, as_json)
+
+
+@cli.command("remove")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@index_dir_option
+@click.option("--wait", type=float, default=0, show_default=True, help="Seconds to wait if another build holds the index.")
+@click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+@click.pass_context
+def remove_cmd(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path, wait: float, as_json: bool) -> None:
+    """Take PATHS (indexed folders, or files and folders inside them) out of the index.
+
+    They stay out when the index is updated, until they are indexed again
+    with `ragqa index PATH`.
+    """
+    from rag_qa.retrieval.builder import build_index
+
+    report = build_index(None, index_dir, show_progress=not ctx.obj["quiet"], wait=wait, prune=True, remove=list(paths))
+    _print_build(report, as_json)
+
+
+def _print_build(report, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({
             "index_dir": str(report.directory), "documents": report.documents, "passages": report.passages,

@@ -6,6 +6,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ from rag_qa.retrieval import storage
 from rag_qa.types import Document, Passage
 
 logger = logging.getLogger(__name__)
+
+# A build may drop this many documents whose files are gone without being told to (--prune).
+PRUNE_FREELY = 3
 
 
 @dataclass
@@ -72,14 +76,20 @@ def build_index(
     encoder: str | Path | None = None,
     show_progress: bool = True,
     wait: float = 0,
+    prune: bool = False,
+    remove: Iterable[str | Path] = (),
 ) -> BuildReport:
     """Build the index in ``directory`` from ``paths``, or update it.
 
-    With an index already there, only new or changed passages are embedded
-    (matched by content hash), documents no longer found disappear, and BM25
-    is rebuilt. ``paths`` may be omitted to re-scan the paths of the last
-    build; ``config`` defaults to the last build's settings. Nothing on disk
-    changes until the new index is complete.
+    With an index already there, ``paths`` are added to the paths it was
+    built from (omit them to re-scan those), only new or changed passages are
+    embedded (matched by content hash), and BM25 is rebuilt. Documents whose
+    files are gone are dropped, but when that is more than
+    :data:`PRUNE_FREELY` documents the build refuses unless ``prune``.
+    ``prune`` with ``paths`` makes the index hold exactly ``paths``.
+    ``remove`` takes files or folders out of the index (a path it was built
+    from, or a file or folder inside one). ``config`` defaults to the last
+    build's settings. Nothing on disk changes until the new index is complete.
     """
     from tqdm.auto import tqdm
 
@@ -91,13 +101,13 @@ def build_index(
             config = IndexConfig.from_dict(old["manifest"]["config"]) if old else IndexConfig()
         if encoder is not None:
             config = config.replace(dense={"encoder": str(encoder)})
-        roots = [str(Path(p).resolve()) for p in paths] if paths else (old["manifest"].get("roots") if old else None)
+        roots, excludes = _sources(paths, remove, old["manifest"] if old else {}, prune)
         if not roots:
             raise InputError("no documents given: pass the files or folders to index, e.g. `ragqa index docs/`")
 
         report = BuildReport(directory=directory, incremental=old is not None)
         ingest = IngestReport()
-        files = list(iter_files(roots, ingest, skip_hidden=config.skip_hidden))
+        files = [f for f in iter_files(roots, ingest, skip_hidden=config.skip_hidden) if not any(_under(str(f), e) for e in excludes)]
         # Documents are chunked as they are read and only their hashes kept,
         # so a document's text is held once, as its passages.
         documents: dict[str, dict[str, str]] = {}
@@ -117,6 +127,12 @@ def build_index(
             raise InputError("the documents hold no words to index: nothing was changed")
 
         _count_changes(report, documents, old)
+        if report.removed > PRUNE_FREELY and not prune:
+            gone = sorted({v["source"] for k, v in old["documents"].items() if k not in documents})
+            raise InputError(
+                f"this build would remove {report.removed} documents no longer found ({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}): "
+                "pass --prune to remove them; nothing was changed"
+            )
         texts = [_embed_text(p, config.include_title) for p in passages]
         vectors, encoder_info = _embed(texts, config, old, report, show_progress)
 
@@ -145,6 +161,7 @@ def build_index(
                 "ragqa_version": __version__,
                 "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "roots": roots,
+                "excludes": excludes,
                 "counts": {"documents": len(documents), "passages": len(passages), "vocabulary": len(bm25._engine.vocab_dict)},
                 "config": stored,
                 "encoder": encoder_info,
@@ -159,6 +176,31 @@ def build_index(
         storage.clean_up(directory, keep)
         report.documents, report.passages = len(documents), len(passages)
         return report
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _sources(paths: Iterable[str | Path] | None, remove: Iterable[str | Path], manifest: dict[str, Any], prune: bool) -> tuple[list[str], list[str]]:
+    """The paths to scan and the paths inside them to leave out, from what was
+    asked and what the last build recorded."""
+    given = list(dict.fromkeys(str(Path(p).resolve()) for p in paths or ()))
+    saved = manifest.get("roots") or []
+    roots = given if prune and given else saved + [r for r in given if r not in saved]
+    excludes = [e for e in manifest.get("excludes") or [] if not any(_under(e, g) for g in given)]
+    for raw in remove:
+        path = str(Path(raw).resolve())
+        if path in roots:
+            roots.remove(path)
+        elif any(_under(path, r) for r in roots):
+            excludes.append(path)
+        else:
+            raise InputError(f"{raw} is not in the index (it holds {', '.join(roots) or 'nothing'}): nothing was changed")
+    gone = [r for r in roots if r not in given and not Path(r).exists()]
+    for root in gone:
+        logger.warning("%s, indexed before, no longer exists: its documents are dropped", root)
+    return [r for r in roots if r not in gone], excludes
 
 
 def _previous(directory: Path) -> dict[str, Any] | None:
