@@ -27,7 +27,8 @@ class RagQA:
     """The question-answering pipeline over one index.
 
     >>> qa = RagQA.load("index/")
-    >>> qa.ask("what does the manifest record?")[0].text
+    >>> answers = qa.ask("what does the manifest record?")
+    >>> answers[0].text if answers else "no answer in the documents"
     """
 
     def __init__(self, index: Index, reader: Reader):
@@ -51,9 +52,14 @@ class RagQA:
             reader_settings["runtime"] = runtime
         return cls(index, Reader(reader, **reader_settings))
 
-    def ask(self, question: str, top_k_passages: int = 10, top_k_answers: int = 3, mode: str = "hybrid", source: str | None = None) -> list[Answer]:
-        """The best answers to ``question``, best first; empty when there is no answer."""
-        return self.ask_full(question, top_k_passages, top_k_answers, mode, source).answers
+    def ask(
+        self, question: str, top_k_passages: int = 10, top_k_answers: int = 3, mode: str = "hybrid", source: str | None = None, no_answer_threshold: float | None = None
+    ) -> list[Answer]:
+        """The best answers to ``question``, best first; an empty list when the
+        reader abstains (the documents do not seem to hold the answer).
+        ``no_answer_threshold`` overrides the reader's, as ``ragqa ask
+        --no-answer-threshold`` does (``float("-inf")``: always answer)."""
+        return self.ask_full(question, top_k_passages, top_k_answers, mode, source, no_answer_threshold).answers
 
     def ask_full(
         self, question: str, top_k_passages: int = 10, top_k_answers: int = 3, mode: str = "hybrid", source: str | None = None, no_answer_threshold: float | None = None
