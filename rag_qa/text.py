@@ -8,7 +8,10 @@ import string
 
 from rag_qa.errors import InputError
 
-_WORD = re.compile(r"\S+")
+# A word is a run of non-space characters, cut every MAX_WORD_CHARS characters, so
+# that a run without spaces (a 100 KB base64 blob) still makes passages of bounded size.
+MAX_WORD_CHARS = 40
+_WORD = re.compile(r"\S{1,%d}" % MAX_WORD_CHARS)
 # A word that ends a sentence: terminal punctuation, maybe closed by quotes or brackets.
 _SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*$")
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
@@ -21,7 +24,8 @@ MAX_QUERY_CHARS = 10_000
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the words (runs of non-space characters) of ``text``."""
+    """Character spans of the words of ``text``: runs of non-space characters,
+    cut into pieces of at most :data:`MAX_WORD_CHARS`."""
     return [m.span() for m in _WORD.finditer(text)]
 
 
@@ -49,6 +53,16 @@ def sentence_around(text: str, start: int, end: int) -> tuple[int, int]:
     first = next((s for s, e in sentences if e > start), 0)
     last = next((e for s, e in reversed(sentences) if s < end), len(text))
     return min(first, start), max(last, end)
+
+
+def escape_undecodable(text: str) -> str:
+    """``text`` with undecodable bytes (the lone surrogates ``os.fsdecode`` makes
+    of a file name that is not UTF-8) written as ``\\xNN`` escapes."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def normalize_answer(text: str) -> str:

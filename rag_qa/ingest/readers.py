@@ -14,11 +14,12 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from rag_qa.config import SUPPORTED_EXTENSIONS
 from rag_qa.errors import InputError
 from rag_qa.ingest.decoding import UndecodableError, control_ratio, decode_bytes, detect_encoding
+from rag_qa.text import escape_undecodable
 from rag_qa.types import Document
 
 logger = logging.getLogger(__name__)
@@ -44,11 +45,12 @@ class IngestReport:
         logger.warning("skipped %s: %s", path, reason)
 
 
-def iter_files(paths: Iterable[str | Path], report: IngestReport, skip_hidden: bool = True) -> Iterator[Path]:
+def iter_files(paths: Iterable[str | Path], report: IngestReport, skip_hidden: bool = True, skip_dir: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """Yield the supported files under ``paths`` in a stable (sorted) order.
 
     A path that does not exist raises :class:`InputError`. Symbolic links to
-    folders are not followed, so a link loop cannot trap the walk.
+    folders are not followed, so a link loop cannot trap the walk. Folders
+    for which ``skip_dir`` is true are not entered.
     """
     for raw in paths:
         path = Path(raw)
@@ -61,7 +63,9 @@ def iter_files(paths: Iterable[str | Path], report: IngestReport, skip_hidden: b
                 report.skip(path, f"unsupported file type {path.suffix or '(none)'}; ragqa reads {', '.join(SUPPORTED_EXTENSIONS)}")
             continue
         for root, dirs, files in os.walk(path, followlinks=False, onerror=lambda e: report.skip(e.filename, e.strerror or str(e))):
-            dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not (skip_hidden and d.startswith(".")))
+            dirs[:] = sorted(
+                d for d in dirs if d not in _SKIP_DIRS and not (skip_hidden and d.startswith(".")) and not (skip_dir and skip_dir(Path(root) / d))
+            )
             for name in sorted(files):
                 if skip_hidden and name.startswith("."):
                     continue
@@ -122,7 +126,7 @@ def read_file(file: Path, report: IngestReport, max_file_mb: float = 64.0) -> li
         report.skip(file, exc.strerror or str(exc))
         return []
     source = _source_name(file)
-    doc_id = file.resolve().as_posix()  # the same whatever the working directory
+    doc_id = escape_undecodable(file.resolve().as_posix())  # the same whatever the working directory
     suffix = file.suffix.lower()
     try:
         if suffix == ".jsonl":
@@ -184,7 +188,7 @@ def _stream_text(file: Path, report: IngestReport) -> Iterator[Document]:
     later on becomes U+FFFD with one warning, rather than losing the file.
     """
     source = _source_name(file)
-    doc_id = file.resolve().as_posix()
+    doc_id = escape_undecodable(file.resolve().as_posix())
     markdown = file.suffix.lower() in (".md", ".markdown")
     try:
         fh = open(file, "rb")
@@ -203,7 +207,7 @@ def _stream_text(file: Path, report: IngestReport) -> Iterator[Document]:
             return
         errors = _Replacements()
         decoder = codecs.getincrementaldecoder(encoding)(errors="ragqa-replace")
-        pending, offset, line, part, title, fed = "", 0, 1, 0, file.stem, 0
+        pending, offset, line, part, title, fed = "", 0, 1, 0, _title(file), 0
         while True:
             final = not block
             _current.replacements = errors
@@ -260,16 +264,20 @@ def _source_name(file: Path) -> str:
     """Paths inside the working directory are kept relative, others absolute."""
     resolved = file.resolve()
     try:
-        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+        return escape_undecodable(resolved.relative_to(Path.cwd().resolve()).as_posix())
     except ValueError:
-        return resolved.as_posix()
+        return escape_undecodable(resolved.as_posix())
+
+
+def _title(file: Path) -> str:
+    return escape_undecodable(file.stem)
 
 
 _MD_HEADING = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 def _plain_document(text: str, doc_id: str, source: str, file: Path, encoding: str, markdown: bool) -> Document:
-    title = file.stem
+    title = _title(file)
     if markdown:
         match = _MD_HEADING.search(text)
         if match:
@@ -286,7 +294,7 @@ def _read_html(markup: str, doc_id: str, source: str, file: Path, encoding: str)
         tag.decompose()
     blocks = [line.strip() for line in soup.get_text("\n").splitlines()]
     text = "\n".join(line for line in blocks if line)
-    return Document(doc_id=doc_id, source=source, text=text, title=title or file.stem, metadata={"encoding": encoding})
+    return Document(doc_id=doc_id, source=source, text=text, title=title or _title(file), metadata={"encoding": encoding})
 
 
 def _read_pdf(data: bytes, doc_id: str, source: str, file: Path) -> Document:
@@ -314,7 +322,7 @@ def _read_pdf(data: bytes, doc_id: str, source: str, file: Path) -> Document:
         doc_id=doc_id,
         source=source,
         text="\n\n".join(pages),
-        title=str(title) or file.stem,
+        title=str(title) or _title(file),
         metadata={"page_starts": page_starts},
     )
 

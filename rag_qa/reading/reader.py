@@ -42,6 +42,7 @@ class ReaderConfig(Config):
     max_answer_length: int = Field(30, ge=1)  # tokens
     top_n: int = Field(20, ge=1)  # start and end candidates per window
     batch_size: int = Field(16, ge=1)
+    max_windows_per_passage: int = Field(8, ge=1)  # a passage longer than this many windows is read in part
     temperature: Optional[float] = Field(None, gt=0)
     retriever_weight: Optional[float] = None  # logit bonus for the passage's relative retriever score
     no_answer_threshold: Optional[float] = None  # answer only when best span score - null score reaches this
@@ -184,6 +185,7 @@ class Reader:
         if not contexts:
             return [], []
         windows = self._tokenizer.windows(questions, contexts, self.config.max_seq_length, self.config.doc_stride)
+        windows = windows.first_per_sample(self.config.max_windows_per_passage)
         start_logits, end_logits = self._logits(windows.arrays)
         per_context: list[list[Span]] = [[] for _ in contexts]
         null = [float("inf")] * len(contexts)

@@ -107,7 +107,7 @@ def build_index(
 
         report = BuildReport(directory=directory, incremental=old is not None)
         ingest = IngestReport()
-        files = [f for f in iter_files(roots, ingest, skip_hidden=config.skip_hidden) if not any(_under(str(f), e) for e in excludes)]
+        files = [f for f in iter_files(roots, ingest, skip_hidden=config.skip_hidden, skip_dir=storage.is_index_dir) if not any(_under(str(f), e) for e in excludes)]
         # Documents are chunked as they are read and only their hashes kept,
         # so a document's text is held once, as its passages.
         documents: dict[str, dict[str, str]] = {}

@@ -195,3 +195,12 @@ def clean_up(directory: Path, keep: set[str]) -> None:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+
+def is_index_dir(folder: Path) -> bool:
+    """True for a folder that holds a ragqa index (its manifest), which an index build never reads as documents."""
+    try:
+        with open(folder / MANIFEST, encoding="utf-8") as fh:
+            return json.load(fh).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -23,6 +23,23 @@ class Windows:
     def __len__(self) -> int:
         return len(self.sample_map)
 
+    def first_per_sample(self, limit: int) -> "Windows":
+        """Only the first ``limit`` windows of each sample (all of them when none has more)."""
+        counts: dict[int, int] = {}
+        keep = []
+        for i, sample in enumerate(self.sample_map):
+            counts[sample] = counts.get(sample, 0) + 1
+            if counts[sample] <= limit:
+                keep.append(i)
+        if len(keep) == len(self.sample_map):
+            return self
+        return Windows(
+            {k: v[keep] for k, v in self.arrays.items()},
+            [self.sample_map[i] for i in keep],
+            [self.offsets[i] for i in keep],
+            [self.sequence_ids[i] for i in keep],
+        )
+
 
 class FastTokenizer:
     """A model directory's ``tokenizer.json`` run with the tokenizers library alone.
