@@ -17,13 +17,14 @@ import click
 from rag_qa import __version__
 from rag_qa.choices import MODES, RUNTIMES
 from rag_qa.errors import RagQAError
+from rag_qa.text import printable
 
 DEFAULT_INDEX = "index"
 
 
 class _OneLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
+        return f"{record.levelname.lower()}: {printable(record.getMessage(), keep_newlines=False)}"
 
 
 def _setup_logging(quiet: bool, verbose: bool) -> None:
@@ -47,7 +48,7 @@ class RagQAGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RagQAError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {printable(str(exc), keep_newlines=False)}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing was changed.", err=True)
@@ -144,7 +145,7 @@ def _print_build(report, as_json: bool) -> None:
             "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
         }, indent=2))
     else:
-        click.echo(report.summary())
+        click.echo(printable(report.summary()))
     _prepare_runtime(report.directory)
 
 
@@ -189,8 +190,8 @@ def search_cmd(query: str, index_dir: Path, k: int, mode: str, source: str | Non
         return
     for hit in hits:
         p = hit.passage
-        click.echo(click.style(f"{hit.rank}. {p.source} [{p.start}:{p.end}]", bold=True) + f"  score {hit.score:.4f}")
-        snippet = " ".join(p.text.split())
+        click.echo(click.style(f"{hit.rank}. {printable(p.source, keep_newlines=False)} [{p.start}:{p.end}]", bold=True) + f"  score {hit.score:.4f}")
+        snippet = printable(" ".join(p.text.split()))
         click.echo(f"   {snippet[:300]}{'...' if len(snippet) > 300 else ''}\n")
 
 
@@ -217,7 +218,7 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
         f"Size:       {info['bytes'] / 2**20:.1f} MiB",
         f"Sources:    {', '.join(info['roots'])}",
     ]
-    click.echo("\n".join(lines))
+    click.echo("\n".join(printable(line, keep_newlines=False) for line in lines))
 
 
 @cli.command("ask")
@@ -255,17 +256,17 @@ def ask_cmd(question: str, index_dir: Path, k: int, n_answers: int, mode: str, s
     if not result.answers:
         click.echo("No answer found in the indexed documents" + (" (no passage matched)." if not result.passages else "; the best candidate fell below the no-answer threshold."))
     for i, answer in enumerate(result.answers, start=1):
-        where = f"{answer.source}" + (f":{answer.line}" if answer.line else "") + f" (characters {answer.start}-{answer.end})"
+        where = printable(answer.source, keep_newlines=False) + (f":{answer.line}" if answer.line else "") + f" (characters {answer.start}-{answer.end})"
         prefix = f"{i}. " if len(result.answers) > 1 else ""
-        click.echo(click.style(prefix + " ".join(answer.text.split()), bold=True) + f"   confidence {answer.score:.2f}")
+        click.echo(click.style(prefix + printable(" ".join(answer.text.split())), bold=True) + f"   confidence {answer.score:.2f}")
         click.echo(f"   {where}")
-        context, at = answer.context, answer.offset_in_context
-        context = context[:at] + click.style(f"[{answer.text}]", fg="green", bold=True) + context[at + len(answer.text):]
-        click.echo(f"   \"{' '.join(context.split())}\"")
+        context, at, end = answer.context, answer.offset_in_context, answer.offset_in_context + len(answer.text)
+        before, found, after = (printable(" ".join(part.split())) for part in (context[:at], context[at:end], context[end:]))
+        click.echo(f"   \"{before}{' ' if context[:at][-1:].isspace() else ''}{click.style(f'[{found}]', fg='green', bold=True)}{' ' if context[end:][:1].isspace() else ''}{after}\"")
     if show_context:
         click.echo("\nPassages read:")
         for hit in result.passages:
-            click.echo(f"  {hit.rank}. {hit.passage.source} [{hit.passage.start}:{hit.passage.end}] score {hit.score:.4f}")
+            click.echo(f"  {hit.rank}. {printable(hit.passage.source, keep_newlines=False)} [{hit.passage.start}:{hit.passage.end}] score {hit.score:.4f}")
 
 
 @cli.command("eval-reader")

@@ -21,6 +21,9 @@ _PUNCT = set(string.punctuation)
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 MAX_QUERY_CHARS = 10_000
+# What a terminal would act on: C0 and C1 controls (ESC starts colour, clear-screen,
+# window-title and hyperlink sequences), DEL, and line breaks other than \n.
+_TERMINAL_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:
@@ -63,6 +66,13 @@ def escape_undecodable(text: str) -> str:
     except UnicodeEncodeError:
         raw = text.encode("utf-8", "surrogatepass")
     return raw.decode("utf-8", "backslashreplace")
+
+
+def printable(text: str, keep_newlines: bool = True) -> str:
+    """``text`` safe to print on a terminal: control characters shown as ``\\xNN``
+    (newlines and tabs kept, unless ``keep_newlines`` is false)."""
+    text = _TERMINAL_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    return text if keep_newlines else text.replace("\n", "\\n").replace("\t", " ")
 
 
 def normalize_answer(text: str) -> str:

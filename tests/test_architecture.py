@@ -80,6 +80,7 @@ def test_types_import_nothing_of_ragqa():
 
 
 # ------------------------------------------------------------ fixed defects
+@pytest.mark.slow
 def test_jsonl_answers_are_on_the_record_line_and_text_answers_on_their_own(tmp_path, tiny_qa_base):
     from rag_qa import Index, RagQA, Reader
 
@@ -117,6 +118,7 @@ def test_show_context_marks_the_span_found_not_the_first_same_text(monkeypatch, 
     assert '"The red door and the blue [door]."' in result.output
 
 
+@pytest.mark.slow
 def test_quiet_and_verbose_are_accepted_after_the_command(tmp_path, write_corpus):
     docs = write_corpus(tmp_path / "docs")
     result = CliRunner().invoke(cli, ["index", str(docs), "--index-dir", str(tmp_path / "index"), "--quiet"])

@@ -63,3 +63,25 @@ def test_the_reader_reads_at_most_a_few_windows_of_one_passage(tiny_qa_base):
     long_passage = " ".join(f"word{i}" for i in range(2000))
     spans, _ = reader.spans("Which word?", [long_passage])
     assert spans[0] and max(s.end for s in spans[0]) < len(long_passage) // 4  # only the first windows were read
+
+
+@pytest.mark.slow
+def test_terminal_escapes_from_documents_and_names_never_reach_the_terminal(tmp_path, tiny_qa_base):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    hostile = "The vault code is \x1b]0;owned\x07 hidden \x1b[2J here \x1b]8;;http://x\x1b\\\\link\x1b]8;;\x1b\\\\ now."
+    (docs / "vault.txt").write_text(hostile)
+    (docs / "two\nlines.txt").write_text("A name with a line break \x9b31m inside.")
+    (docs / "plain.txt").write_text("Nothing to see in this plain file.")
+    index = tmp_path / "index"
+    built = CliRunner().invoke(cli, ["-q", "index", str(docs), "--index-dir", str(index)])
+    assert built.exit_code == 0, built.output
+    outputs = [
+        CliRunner().invoke(cli, ["search", "vault code name line break", "--index-dir", str(index), "-k", "3"]).output,
+        CliRunner().invoke(cli, ["ask", "What is the vault code?", "--index-dir", str(index), "--reader", str(tiny_qa_base), "--answers", "3", "--no-answer-threshold", "-1e9", "--runtime", "torch"]).output,
+    ]
+    for out in outputs:
+        assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out, repr(out)
+    assert "two\\nlines.txt" in outputs[0]
+    hits = json.loads(CliRunner().invoke(cli, ["search", "vault code", "--index-dir", str(index), "--json", "--mode", "bm25"]).output)
+    assert "\x1b]0;owned\x07" in hits[0]["text"]  # JSON stays exact

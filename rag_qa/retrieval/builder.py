@@ -112,14 +112,17 @@ def build_index(
         # so a document's text is held once, as its passages.
         documents: dict[str, dict[str, str]] = {}
         passages: list[Passage] = []
+        read_from: set[str] = set()
         for file in tqdm(files, desc="Reading", unit="file", disable=not show_progress):
             for doc in iter_file_documents(file, ingest, max_file_mb=config.max_file_mb):
                 documents[doc.doc_id] = {"source": doc.source, "sha256": _doc_hash(doc)}
                 passages.extend(chunk_document(doc, config.chunking))
+                read_from.add(str(file))
         report.skipped = ingest.skipped
-        if not documents:
+        empty = [str(p) for p in paths or () if not any(_under(f, str(Path(p).resolve())) for f in read_from)]
+        if not documents or empty:
             raise InputError(
-                f"no readable documents under {', '.join(str(p) for p in roots)} "
+                f"no readable documents under {', '.join(empty or [str(p) for p in roots])} "
                 f"(ragqa reads {' '.join(SUPPORTED_EXTENSIONS)}; {len(ingest.skipped)} skipped, {ingest.ignored} of other types): "
                 "nothing was changed"
             )
