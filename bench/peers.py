@@ -55,15 +55,28 @@ def prepare(data_dir: Path, work: Path, questions: int, seed: int) -> dict:
 
     eval_set = squad_eval_set(data_dir / "squad_v1.1" / "train-v1.1.json.gz", held_out=True, limit=questions, seed=seed)
     corpus_file = work / "corpus.jsonl"
-    corpus_file.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in eval_set.corpus) + "\n", encoding="utf-8")
+    corpus_file.write_text(
+        "\n".join(json.dumps(d, ensure_ascii=False) for d in eval_set.corpus) + "\n", encoding="utf-8"
+    )
     # The passages ragqa's own index will hold (same ids), written for every system.
     chunking = IndexConfig().chunking
     passages = [p for doc in iter_documents([corpus_file]) for p in chunk_document(doc, chunking)]
     with open(work / "passages.jsonl", "w", encoding="utf-8") as fh:
         for p in passages:
-            fh.write(json.dumps({"text": f"{p.title}\n{p.text}" if p.title else p.text, "passage": p.to_dict()}, ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps(
+                    {"text": f"{p.title}\n{p.text}" if p.title else p.text, "passage": p.to_dict()}, ensure_ascii=False
+                )
+                + "\n"
+            )
     queries = [
-        {"qid": e.qid, "question": e.question, "doc": next(iter(eval_set.qrels[e.qid])), "answers": list(e.answer_texts), "context": e.context}
+        {
+            "qid": e.qid,
+            "question": e.question,
+            "doc": next(iter(eval_set.qrels[e.qid])),
+            "answers": list(e.answer_texts),
+            "context": e.context,
+        }
         for e in eval_set.examples
     ]
     (work / "queries.json").write_text(json.dumps(queries, ensure_ascii=False), encoding="utf-8")
@@ -152,7 +165,9 @@ def run_ragqa(work: Path, args) -> dict:
     out: dict = {"retrieval": {}, "build_s": {}}
     reader = shared_reader(args.reader)
     for name, encoder in encoders.items():
-        _, out["build_s"][name] = time_once(partial(build_index, [work / "corpus.jsonl"], work / f"index-{name}", encoder=encoder, show_progress=False))
+        _, out["build_s"][name] = time_once(
+            partial(build_index, [work / "corpus.jsonl"], work / f"index-{name}", encoder=encoder, show_progress=False)
+        )
         index = Index.load(work / f"index-{name}", encoder=encoder)
         for mode in (["bm25"] if name == "base" else []) + ["dense", "hybrid"]:
             label = mode if mode == "bm25" else f"{mode} ({name} encoder)"
@@ -164,7 +179,9 @@ def run_ragqa(work: Path, args) -> dict:
             answers = qa.ask(question, top_k_passages=10, top_k_answers=1)
             return answers[0].text if answers else ""
 
-        out.setdefault("end_to_end", {})[f"ragqa hybrid ({name} encoder)"] = end_to_end(answer, queries[: args.e2e_questions])
+        out.setdefault("end_to_end", {})[f"ragqa hybrid ({name} encoder)"] = end_to_end(
+            answer, queries[: args.e2e_questions]
+        )
     out["reader"] = {"ragqa Reader": _ragqa_reader_speed(reader, queries[: args.reader_questions])}
     return out
 
@@ -198,12 +215,20 @@ def run_langchain(work: Path, args) -> dict:
 
     (bm25, dense, ensemble), build_s = time_once(build)
     out: dict = {"retrieval": {}, "build_s": {"all": build_s}}
-    for label, retriever in (("BM25Retriever (rank-bm25)", bm25), ("FAISS vector store", dense), ("EnsembleRetriever", ensemble)):
+    for label, retriever in (
+        ("BM25Retriever (rank-bm25)", bm25),
+        ("FAISS vector store", dense),
+        ("EnsembleRetriever", ensemble),
+    ):
         search = lambda q, r=retriever: [d.metadata["n"] for d in r.invoke(q)][:DEPTH]  # noqa: E731
         out["retrieval"][label] = evaluate_search(search, passages, queries)
     reader = shared_reader(args.reader)
     top10 = lambda q: [d.metadata["n"] for d in ensemble.invoke(q)][:10]  # noqa: E731
-    out["end_to_end"] = {"LangChain EnsembleRetriever + ragqa reader": end_to_end(reader_on(top10, reader, passages), queries[: args.e2e_questions])}
+    out["end_to_end"] = {
+        "LangChain EnsembleRetriever + ragqa reader": end_to_end(
+            reader_on(top10, reader, passages), queries[: args.e2e_questions]
+        )
+    }
     return out
 
 
@@ -220,9 +245,13 @@ def run_haystack(work: Path, args) -> dict:
 
     def build():
         store = InMemoryDocumentStore()
-        embedder = SentenceTransformersDocumentEmbedder(model=model, normalize_embeddings=True, progress_bar=False, local_files_only=True)
+        embedder = SentenceTransformersDocumentEmbedder(
+            model=model, normalize_embeddings=True, progress_bar=False, local_files_only=True
+        )
         embedder.warm_up()
-        store.write_documents(embedder.run([Document(content=p["text"], meta={"n": i}) for i, p in enumerate(passages)])["documents"])
+        store.write_documents(
+            embedder.run([Document(content=p["text"], meta={"n": i}) for i, p in enumerate(passages)])["documents"]
+        )
         return store
 
     store, build_s = time_once(build)
@@ -230,11 +259,21 @@ def run_haystack(work: Path, args) -> dict:
     bm25 = Pipeline()
     bm25.add_component("bm25", InMemoryBM25Retriever(store, top_k=DEPTH))
     dense = Pipeline()
-    dense.add_component("embed", SentenceTransformersTextEmbedder(model=model, normalize_embeddings=True, progress_bar=False, local_files_only=True))
+    dense.add_component(
+        "embed",
+        SentenceTransformersTextEmbedder(
+            model=model, normalize_embeddings=True, progress_bar=False, local_files_only=True
+        ),
+    )
     dense.add_component("dense", InMemoryEmbeddingRetriever(store, top_k=DEPTH))
     dense.connect("embed.embedding", "dense.query_embedding")
     hybrid = Pipeline()
-    hybrid.add_component("embed", SentenceTransformersTextEmbedder(model=model, normalize_embeddings=True, progress_bar=False, local_files_only=True))
+    hybrid.add_component(
+        "embed",
+        SentenceTransformersTextEmbedder(
+            model=model, normalize_embeddings=True, progress_bar=False, local_files_only=True
+        ),
+    )
     hybrid.add_component("dense", InMemoryEmbeddingRetriever(store, top_k=DEPTH))
     hybrid.add_component("bm25", InMemoryBM25Retriever(store, top_k=DEPTH))
     hybrid.add_component("join", DocumentJoiner(join_mode="reciprocal_rank_fusion", top_k=DEPTH))
@@ -247,7 +286,9 @@ def run_haystack(work: Path, args) -> dict:
     runs = {
         "InMemoryBM25Retriever": lambda q: bm25.run({"bm25": {"query": q}})["bm25"]["documents"],
         "InMemoryEmbeddingRetriever": lambda q: dense.run({"embed": {"text": q}})["dense"]["documents"],
-        "BM25 + embedding, RRF joiner": lambda q: hybrid.run({"embed": {"text": q}, "bm25": {"query": q}})["join"]["documents"],
+        "BM25 + embedding, RRF joiner": lambda q: hybrid.run({"embed": {"text": q}, "bm25": {"query": q}})["join"][
+            "documents"
+        ],
     }
     out: dict = {"retrieval": {}, "build_s": {"all": build_s}}
     for label, run in runs.items():
@@ -255,7 +296,11 @@ def run_haystack(work: Path, args) -> dict:
         out["retrieval"][label] = evaluate_search(search, passages, queries)
     reader = shared_reader(args.reader)
     top10 = lambda q: [d.meta["n"] for d in runs["BM25 + embedding, RRF joiner"](q)][:10]  # noqa: E731
-    out["end_to_end"] = {"Haystack BM25 + embedding (RRF) + ragqa reader": end_to_end(reader_on(top10, reader, passages), queries[: args.e2e_questions])}
+    out["end_to_end"] = {
+        "Haystack BM25 + embedding (RRF) + ragqa reader": end_to_end(
+            reader_on(top10, reader, passages), queries[: args.e2e_questions]
+        )
+    }
     out["reader"] = {"Haystack ExtractiveReader": _haystack_reader_speed(args.reader, queries[: args.reader_questions])}
     return out
 
@@ -266,7 +311,9 @@ def _haystack_reader_speed(reader_dir: str | None, queries: list[dict]) -> dict:
 
     from rag_qa.reading.reader import default_reader_path
 
-    reader = ExtractiveReader(model=str(reader_dir or default_reader_path()), top_k=1, no_answer=False, max_seq_length=384, stride=128)
+    reader = ExtractiveReader(
+        model=str(reader_dir or default_reader_path()), top_k=1, no_answer=False, max_seq_length=384, stride=128
+    )
     reader.warm_up()
 
     def read(q: dict) -> str:
@@ -288,7 +335,9 @@ def main(argv: list[str] | None = None) -> dict:
     """Run every system in a process of its own, print the tables, write ``--out``; the results as written."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="Folder with squad_v1.1/train-v1.1.json.gz.")
-    parser.add_argument("--questions", type=int, default=1000, help="Held-out questions for retrieval quality and latency.")
+    parser.add_argument(
+        "--questions", type=int, default=1000, help="Held-out questions for retrieval quality and latency."
+    )
     parser.add_argument("--e2e-questions", type=int, default=200, help="Of those, questions answered end to end.")
     parser.add_argument("--reader-questions", type=int, default=300, help="Gold passages for the reader comparison.")
     parser.add_argument("--reader", help="Reader directory (default: the shipped reader).")
@@ -307,16 +356,45 @@ def main(argv: list[str] | None = None) -> dict:
         (args.work / f"{args.system}.json").write_text(json.dumps(result))
         return result
 
-    results: dict = {"machine": machine(), "command": command(__file__, argv), "versions": versions("ragqa", "torch", "faiss-cpu", "bm25s", "rank-bm25", "langchain-core", "langchain-community", "langchain-classic", "langchain-huggingface", "haystack-ai", "sentence-transformers"), "systems": {}, "not_run": {}}
+    results: dict = {
+        "machine": machine(),
+        "command": command(__file__, argv),
+        "versions": versions(
+            "ragqa",
+            "torch",
+            "faiss-cpu",
+            "bm25s",
+            "rank-bm25",
+            "langchain-core",
+            "langchain-community",
+            "langchain-classic",
+            "langchain-huggingface",
+            "haystack-ai",
+            "sentence-transformers",
+        ),
+        "systems": {},
+        "not_run": {},
+    }
     with tempfile.TemporaryDirectory(prefix="ragqa-peers-") as tmp:
         work = Path(tmp)
         results["data"] = prepare(args.data, work, args.questions, args.seed)
-        passthrough = ["--data", str(args.data), "--e2e-questions", str(args.e2e_questions), "--reader-questions", str(args.reader_questions)]
+        passthrough = [
+            "--data",
+            str(args.data),
+            "--e2e-questions",
+            str(args.e2e_questions),
+            "--reader-questions",
+            str(args.reader_questions),
+        ]
         if args.reader:
             passthrough += ["--reader", args.reader]
         for system in args.systems.split(","):
             print(f"running {system} ...", file=sys.stderr, flush=True)
-            done = subprocess.run([sys.executable, __file__, "--system", system, "--work", str(work), *passthrough], capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--system", system, "--work", str(work), *passthrough],
+                capture_output=True,
+                text=True,
+            )
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
                 results["not_run"][system] = last
@@ -332,23 +410,48 @@ def main(argv: list[str] | None = None) -> dict:
 def format_tables(results: dict) -> str:
     """The tables of a peers result, as printed and as the README shows them."""
     data = results["data"]
-    parts = [f"SQuAD-open, held-out articles: {data['paragraphs']} paragraphs -> {data['passages']} passages, {data['questions']} questions\n"]
+    parts = [
+        f"SQuAD-open, held-out articles: {data['paragraphs']} paragraphs -> {data['passages']} passages, {data['questions']} questions\n"
+    ]
     rows = []
     for system, res in results["systems"].items():
         for label, m in res["retrieval"].items():
-            rows.append([system, label] + [f"{m[f'recall@{k}']:.3f}" for k in RECALL_KS] + [f"{m['mrr@10']:.3f}", f"{m['p50_ms']:.2f}", f"{m['p95_ms']:.2f}"])
-    parts.append(markdown_table(["system", "retriever", *[f"R@{k}" for k in RECALL_KS], "MRR@10", "p50 ms", "p95 ms"], rows))
+            rows.append(
+                [system, label]
+                + [f"{m[f'recall@{k}']:.3f}" for k in RECALL_KS]
+                + [f"{m['mrr@10']:.3f}", f"{m['p50_ms']:.2f}", f"{m['p95_ms']:.2f}"]
+            )
+    parts.append(
+        markdown_table(["system", "retriever", *[f"R@{k}" for k in RECALL_KS], "MRR@10", "p50 ms", "p95 ms"], rows)
+    )
     rows = []
     for res in results["systems"].values():
         for label, m in res.get("end_to_end", {}).items():
-            rows.append([label, f"{m['exact_match']:.1f}", f"{m['f1']:.1f}", m["questions"], f"{m['p50_ms']:.0f}", f"{m['p95_ms']:.0f}"])
-    parts.append("\nEnd to end (top-10 passages, the same reader):\n" + markdown_table(["pipeline", "EM", "F1", "questions", "p50 ms", "p95 ms"], rows))
+            rows.append(
+                [
+                    label,
+                    f"{m['exact_match']:.1f}",
+                    f"{m['f1']:.1f}",
+                    m["questions"],
+                    f"{m['p50_ms']:.0f}",
+                    f"{m['p95_ms']:.0f}",
+                ]
+            )
+    parts.append(
+        "\nEnd to end (top-10 passages, the same reader):\n"
+        + markdown_table(["pipeline", "EM", "F1", "questions", "p50 ms", "p95 ms"], rows)
+    )
     rows = []
     for res in results["systems"].values():
         for label, m in res.get("reader", {}).items():
-            rows.append([label, m["precision"], f"{m['exact_match']:.1f}", f"{m['f1']:.1f}", f"{m['passages_per_s']:.1f}"])
+            rows.append(
+                [label, m["precision"], f"{m['exact_match']:.1f}", f"{m['f1']:.1f}", f"{m['passages_per_s']:.1f}"]
+            )
     if rows:
-        parts.append("\nReader on gold passages (same weights):\n" + markdown_table(["reader", "precision", "EM", "F1", "passages/s"], rows))
+        parts.append(
+            "\nReader on gold passages (same weights):\n"
+            + markdown_table(["reader", "precision", "EM", "F1", "passages/s"], rows)
+        )
     for system, why in results["not_run"].items():
         parts.append(f"\n{system}: not run ({why})")
     m = results["machine"]

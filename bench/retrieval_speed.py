@@ -86,7 +86,11 @@ def bm25_footprint(system: str, texts_file: Path) -> dict:
             base = proc.memory_info().rss
             kept = load(tmp)  # noqa: F841 - held while memory is read
             loaded = proc.memory_info().rss - base
-    return {"build_s": build_s, "rss_built_mb": built / 2**20, "rss_loaded_mb": None if loaded is None else loaded / 2**20}
+    return {
+        "build_s": build_s,
+        "rss_built_mb": built / 2**20,
+        "rss_loaded_mb": None if loaded is None else loaded / 2**20,
+    }
 
 
 def batch_speed(run: Callable[[], object], queries: int, repeat: int, warmup: int = 1) -> dict:
@@ -98,9 +102,15 @@ def batch_speed(run: Callable[[], object], queries: int, repeat: int, warmup: in
 def main(argv: list[str] | None = None) -> dict:
     """Measure, print the tables, write ``--out``; the results as written."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bm25-footprint", nargs=2, metavar=("SYSTEM", "TEXTS"), help=argparse.SUPPRESS)  # internal: one system per process
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with squad_v1.1/ and scifact_beir/")
-    parser.add_argument("--max-passages", type=int, default=None, help="sample this many passages (default: all, about 24,000)")
+    parser.add_argument(
+        "--bm25-footprint", nargs=2, metavar=("SYSTEM", "TEXTS"), help=argparse.SUPPRESS
+    )  # internal: one system per process
+    parser.add_argument(
+        "--data", type=Path, default=Path("../shared/data"), help="folder with squad_v1.1/ and scifact_beir/"
+    )
+    parser.add_argument(
+        "--max-passages", type=int, default=None, help="sample this many passages (default: all, about 24,000)"
+    )
     parser.add_argument("--queries", type=int, default=1000, help="questions for ragqa and bm25s")
     parser.add_argument("--rank-bm25-queries", type=int, default=100, help="questions for rank-bm25 (slow)")
     parser.add_argument("--dense-queries", type=int, default=200, help="questions for dense search")
@@ -121,7 +131,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows, queries = load_corpus(args.data, args.max_passages)
     queries = queries[: args.queries]
-    results: dict = {"machine": machine(), "command": command(__file__, argv), "versions": versions("ragqa", "bm25s", "rank-bm25", "faiss-cpu", "torch", "sentence-transformers")}
+    results: dict = {
+        "machine": machine(),
+        "command": command(__file__, argv),
+        "versions": versions("ragqa", "bm25s", "rank-bm25", "faiss-cpu", "torch", "sentence-transformers"),
+    }
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus_file = Path(tmp) / "corpus.jsonl"
@@ -140,7 +154,13 @@ def main(argv: list[str] | None = None) -> dict:
 
         raw = bm25s.BM25()  # bm25s defaults: method "lucene", its own tokenizer
         raw.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-        bm25["bm25s"] = batch_speed(lambda: raw.retrieve(bm25s.tokenize(queries, stopwords="en", show_progress=False), k=10, show_progress=False, n_threads=0), len(queries), args.repeat)
+        bm25["bm25s"] = batch_speed(
+            lambda: raw.retrieve(
+                bm25s.tokenize(queries, stopwords="en", show_progress=False), k=10, show_progress=False, n_threads=0
+            ),
+            len(queries),
+            args.repeat,
+        )
 
         reference = BM25Okapi([tokenize(x) for x in texts])
         few = queries[: args.rank_bm25_queries]
@@ -165,7 +185,12 @@ def main(argv: list[str] | None = None) -> dict:
         texts_file = Path(tmp) / "texts.json"
         texts_file.write_text(json.dumps(texts), encoding="utf-8")
         for system in BM25_SYSTEMS:
-            done = subprocess.run([sys.executable, __file__, "--bm25-footprint", system, str(texts_file)], capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--bm25-footprint", system, str(texts_file)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             bm25[system].update(json.loads(done.stdout.strip().splitlines()[-1]))
         results["bm25"] = bm25
 
@@ -181,21 +206,49 @@ def main(argv: list[str] | None = None) -> dict:
         ["what", "queries/s", "ratio"],
         [
             ["BM25 ragqa (1 thread)", f"{b['ragqa']['qps']:,.0f}", "1.00"],
-            ["BM25 raw bm25s (1 thread)", f"{b['bm25s']['qps']:,.0f}", f"ragqa/bm25s = {b['ragqa']['qps'] / b['bm25s']['qps']:.2f}"],
-            ["BM25 rank-bm25 BM25Okapi", f"{b['rank-bm25']['qps']:,.1f}", f"ragqa/rank-bm25 = {b['ragqa']['qps'] / b['rank-bm25']['qps']:,.0f}x"],
-            [f"dense ragqa ({results['dense']['threads']} threads, {results['dense']['faiss']})", f"{results['dense']['qps']:,.1f}", ""],
+            [
+                "BM25 raw bm25s (1 thread)",
+                f"{b['bm25s']['qps']:,.0f}",
+                f"ragqa/bm25s = {b['ragqa']['qps'] / b['bm25s']['qps']:.2f}",
+            ],
+            [
+                "BM25 rank-bm25 BM25Okapi",
+                f"{b['rank-bm25']['qps']:,.1f}",
+                f"ragqa/rank-bm25 = {b['ragqa']['qps'] / b['rank-bm25']['qps']:,.0f}x",
+            ],
+            [
+                f"dense ragqa ({results['dense']['threads']} threads, {results['dense']['faiss']})",
+                f"{results['dense']['qps']:,.1f}",
+                "",
+            ],
             ["hybrid ragqa", f"{results['hybrid']['qps']:,.1f}", ""],
         ],
     )
     c = results["corpus"]
-    print(f"Corpus: {c['documents']:,} documents -> {c['passages']:,} passages; {c['queries']:,} questions; {results['machine']['cpu']} ({results['machine']['cores']} cores)")
+    print(
+        f"Corpus: {c['documents']:,} documents -> {c['passages']:,} passages; {c['queries']:,} questions; {results['machine']['cpu']} ({results['machine']['cores']} cores)"
+    )
     print(table)
-    print(f"Indexing: {results['indexing']['passages_per_s']:,.1f} passages/s ({results['indexing']['seconds']:.1f} s, read + chunk + embed + BM25 + FAISS + write)")
-    print(markdown_table(
-        ["BM25 system", "build s", "memory added by building MiB", "memory added by loading MiB"],
-        [[name, f"{b[name]['build_s']:.2f}", f"{b[name]['rss_built_mb']:.0f}", "no file format" if b[name]["rss_loaded_mb"] is None else f"{b[name]['rss_loaded_mb']:.0f}"] for name in BM25_SYSTEMS],
-    ))
-    print(f"Top-10 the same as rank-bm25's (ties in any order) for {b['agreement_top10_with_rank_bm25']:.1%} of {b['rank-bm25']['queries']} questions")
+    print(
+        f"Indexing: {results['indexing']['passages_per_s']:,.1f} passages/s ({results['indexing']['seconds']:.1f} s, read + chunk + embed + BM25 + FAISS + write)"
+    )
+    print(
+        markdown_table(
+            ["BM25 system", "build s", "memory added by building MiB", "memory added by loading MiB"],
+            [
+                [
+                    name,
+                    f"{b[name]['build_s']:.2f}",
+                    f"{b[name]['rss_built_mb']:.0f}",
+                    "no file format" if b[name]["rss_loaded_mb"] is None else f"{b[name]['rss_loaded_mb']:.0f}",
+                ]
+                for name in BM25_SYSTEMS
+            ],
+        )
+    )
+    print(
+        f"Top-10 the same as rank-bm25's (ties in any order) for {b['agreement_top10_with_rank_bm25']:.1%} of {b['rank-bm25']['queries']} questions"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -47,7 +47,11 @@ def query_index(index_dir: Path, queries_file: Path, encoder: str | None) -> dic
     index, load_s = time_once(lambda: Index.load(index_dir, encoder=encoder))
     loaded_rss = proc.memory_info().rss
     queries = json.loads(queries_file.read_text())
-    out: dict = {"load_s": load_s, "rss_after_load_mb": loaded_rss / 2**20, "rss_added_by_load_mb": (loaded_rss - base_rss) / 2**20}
+    out: dict = {
+        "load_s": load_s,
+        "rss_after_load_mb": loaded_rss / 2**20,
+        "rss_added_by_load_mb": (loaded_rss - base_rss) / 2**20,
+    }
     for mode in ("bm25", "dense"):
         timings = time_calls(partial(index.search, k=10, mode=mode), queries, warmup=5)
         out[mode] = {**timings.latency(), "queries": timings.calls}
@@ -105,12 +109,18 @@ def run_size(n: int, pool: list[str], queries_file: Path, work: Path, encoder: s
     ragqa = [sys.executable, "-m", "rag_qa.cli", "-q", "index", str(corpus), "--index-dir", str(index_dir), "--json"]
     if encoder:
         ragqa += ["--encoder", encoder]
-    done, wall = time_once(lambda: subprocess.run([sys.executable, "-c", _PEAK, *ragqa], capture_output=True, text=True))
+    done, wall = time_once(
+        lambda: subprocess.run([sys.executable, "-c", _PEAK, *ragqa], capture_output=True, text=True)
+    )
     if done.returncode != 0:
         raise SystemExit(f"ragqa index failed at {n} passages: {done.stderr.strip().splitlines()[-1:]}")
     lines = done.stdout.strip().splitlines()
     report, peak_kib = json.loads("\n".join(lines[:-1])), int(lines[-1])
-    query = subprocess.run([sys.executable, __file__, "--query-index", str(index_dir), str(queries_file), encoder or ""], capture_output=True, text=True)
+    query = subprocess.run(
+        [sys.executable, __file__, "--query-index", str(index_dir), str(queries_file), encoder or ""],
+        capture_output=True,
+        text=True,
+    )
     if query.returncode != 0:
         raise SystemExit(f"querying the {n}-passage index failed: {query.stderr.strip().splitlines()[-1:]}")
     row = {
@@ -157,7 +167,9 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     """Measure every size, print the table, write ``--out`` and the plot; the results as written."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--query-index", nargs=3, metavar=("INDEX", "QUERIES", "ENCODER"), help=argparse.SUPPRESS)  # internal: one index per process
+    parser.add_argument(
+        "--query-index", nargs=3, metavar=("INDEX", "QUERIES", "ENCODER"), help=argparse.SUPPRESS
+    )  # internal: one index per process
     parser.add_argument("--data", type=Path, help="Folder with squad_v1.1/ and scifact_beir/ (required).")
     parser.add_argument("--sizes", default="10000,50000,200000", help="Comma-separated passage counts.")
     parser.add_argument("--queries", type=int, default=200, help="Queries timed per mode and size.")
@@ -188,16 +200,42 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    results = {"machine": machine(), "command": command(__file__, argv), "versions": versions("ragqa", "torch", "faiss-cpu", "bm25s"), "sentence_pool": len(pool), "sizes": rows}
+    results = {
+        "machine": machine(),
+        "command": command(__file__, argv),
+        "versions": versions("ragqa", "torch", "faiss-cpu", "bm25s"),
+        "sentence_pool": len(pool),
+        "sizes": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     png = args.plot or args.out.with_suffix(".png")
     plot(rows, png)
-    print(markdown_table(
-        ["passages", "build s", "build peak RSS MiB", "index MiB", "RSS added by load MiB", "BM25 p50/p95 ms", "dense p50/p95 ms"],
-        [[f"{r['passages']:,}", f"{r['build_wall_s']:.0f}", f"{r['build_peak_rss_mb']:.0f}", f"{r['index_mb']:.0f}", f"{r['rss_added_by_load_mb']:.0f}",
-          f"{r['bm25']['p50_ms']:.2f} / {r['bm25']['p95_ms']:.2f}", f"{r['dense']['p50_ms']:.1f} / {r['dense']['p95_ms']:.1f}"] for r in rows],
-    ))
+    print(
+        markdown_table(
+            [
+                "passages",
+                "build s",
+                "build peak RSS MiB",
+                "index MiB",
+                "RSS added by load MiB",
+                "BM25 p50/p95 ms",
+                "dense p50/p95 ms",
+            ],
+            [
+                [
+                    f"{r['passages']:,}",
+                    f"{r['build_wall_s']:.0f}",
+                    f"{r['build_peak_rss_mb']:.0f}",
+                    f"{r['index_mb']:.0f}",
+                    f"{r['rss_added_by_load_mb']:.0f}",
+                    f"{r['bm25']['p50_ms']:.2f} / {r['bm25']['p95_ms']:.2f}",
+                    f"{r['dense']['p50_ms']:.1f} / {r['dense']['p95_ms']:.1f}",
+                ]
+                for r in rows
+            ],
+        )
+    )
     print(f"\nMachine: {results['machine']['cpu']}, {results['machine']['cores']} cores; plot: {png}")
     return results
 

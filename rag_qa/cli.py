@@ -93,13 +93,37 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 @cli.command("index")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @index_dir_option
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML index settings (see configs/index.yaml).")
-@click.option("--encoder", type=click.Path(path_type=Path), help="Local sentence-transformers directory to embed with (default: the encoder shipped with ragqa, all-MiniLM-L6-v2 fine-tuned on SQuAD).")
-@click.option("--wait", type=float, default=0, show_default=True, help="Seconds to wait if another build holds the index.")
-@click.option("--prune", is_flag=True, help="Allow removing documents: with PATHS, the index then holds exactly PATHS; without, documents whose files are gone are dropped however many.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML index settings (see configs/index.yaml).",
+)
+@click.option(
+    "--encoder",
+    type=click.Path(path_type=Path),
+    help="Local sentence-transformers directory to embed with (default: the encoder shipped with ragqa, all-MiniLM-L6-v2 fine-tuned on SQuAD).",
+)
+@click.option(
+    "--wait", type=float, default=0, show_default=True, help="Seconds to wait if another build holds the index."
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Allow removing documents: with PATHS, the index then holds exactly PATHS; without, documents whose files are gone are dropped however many.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @click.pass_context
-def index_cmd(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path, config_path: Path | None, encoder: Path | None, wait: float, prune: bool, as_json: bool) -> None:
+def index_cmd(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    index_dir: Path,
+    config_path: Path | None,
+    encoder: Path | None,
+    wait: float,
+    prune: bool,
+    as_json: bool,
+) -> None:
     """Build or update the index from files and folders.
 
     PATHS are files or folders (searched recursively) of .txt, .md, .html,
@@ -114,14 +138,24 @@ def index_cmd(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path, conf
     from rag_qa.retrieval.builder import build_index
 
     config = IndexConfig.from_yaml(config_path) if config_path else None
-    report = build_index(list(paths) or None, index_dir, config=config, encoder=encoder, show_progress=not ctx.obj["quiet"], wait=wait, prune=prune)
+    report = build_index(
+        list(paths) or None,
+        index_dir,
+        config=config,
+        encoder=encoder,
+        show_progress=not ctx.obj["quiet"],
+        wait=wait,
+        prune=prune,
+    )
     _print_build(report, as_json)
 
 
 @cli.command("remove")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @index_dir_option
-@click.option("--wait", type=float, default=0, show_default=True, help="Seconds to wait if another build holds the index.")
+@click.option(
+    "--wait", type=float, default=0, show_default=True, help="Seconds to wait if another build holds the index."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @click.pass_context
 def remove_cmd(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path, wait: float, as_json: bool) -> None:
@@ -138,12 +172,23 @@ def remove_cmd(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path, wai
 
 def _print_build(report, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({
-            "index_dir": str(report.directory), "documents": report.documents, "passages": report.passages,
-            "added": report.added, "changed": report.changed, "removed": report.removed, "unchanged": report.unchanged,
-            "embedded": report.embedded, "reused": report.reused,
-            "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "index_dir": str(report.directory),
+                    "documents": report.documents,
+                    "passages": report.passages,
+                    "added": report.added,
+                    "changed": report.changed,
+                    "removed": report.removed,
+                    "unchanged": report.unchanged,
+                    "embedded": report.embedded,
+                    "reused": report.reused,
+                    "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
+                },
+                indent=2,
+            )
+        )
     else:
         click.echo(printable(report.summary()))
     _prepare_runtime(report.directory)
@@ -172,11 +217,23 @@ def _prepare_runtime(index_dir: Path) -> None:
 @click.argument("query")
 @index_dir_option
 @click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="How many passages.")
-@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True, help="Retriever: keyword, embedding, or both fused.")
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="hybrid",
+    show_default=True,
+    help="Retriever: keyword, embedding, or both fused.",
+)
 @click.option("--source", help="Only passages whose source path matches this glob, e.g. 'docs/*.md'.")
-@click.option("--encoder", type=click.Path(path_type=Path), help="Encoder directory, if it moved since the index was built (must be the same model).")
+@click.option(
+    "--encoder",
+    type=click.Path(path_type=Path),
+    help="Encoder directory, if it moved since the index was built (must be the same model).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
-def search_cmd(query: str, index_dir: Path, k: int, mode: str, source: str | None, encoder: Path | None, as_json: bool) -> None:
+def search_cmd(
+    query: str, index_dir: Path, k: int, mode: str, source: str | None, encoder: Path | None, as_json: bool
+) -> None:
     """Print the passages that best match QUERY."""
     from rag_qa.retrieval.index import Index
 
@@ -190,7 +247,10 @@ def search_cmd(query: str, index_dir: Path, k: int, mode: str, source: str | Non
         return
     for hit in hits:
         p = hit.passage
-        click.echo(click.style(f"{hit.rank}. {printable(p.source, keep_newlines=False)} [{p.start}:{p.end}]", bold=True) + f"  score {hit.score:.4f}")
+        click.echo(
+            click.style(f"{hit.rank}. {printable(p.source, keep_newlines=False)} [{p.start}:{p.end}]", bold=True)
+            + f"  score {hit.score:.4f}"
+        )
         snippet = printable(" ".join(p.text.split()))
         click.echo(f"   {snippet[:300]}{'...' if len(snippet) > 300 else ''}\n")
 
@@ -225,15 +285,38 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
 @click.argument("question")
 @index_dir_option
 @click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Passages to read.")
-@click.option("--answers", "n_answers", type=click.IntRange(min=1), default=1, show_default=True, help="How many answers to show.")
+@click.option(
+    "--answers", "n_answers", type=click.IntRange(min=1), default=1, show_default=True, help="How many answers to show."
+)
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True, help="Retriever.")
 @click.option("--source", help="Only read passages whose source path matches this glob.")
-@click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader model directory (default: the reader shipped with ragqa).")
-@click.option("--no-answer-threshold", type=float, help="How far the best answer must beat 'no answer' (higher = answer less often).")
+@click.option(
+    "--reader",
+    "reader_dir",
+    type=click.Path(path_type=Path),
+    help="Reader model directory (default: the reader shipped with ragqa).",
+)
+@click.option(
+    "--no-answer-threshold",
+    type=float,
+    help="How far the best answer must beat 'no answer' (higher = answer less often).",
+)
 @click.option("--show-context", is_flag=True, help="Also print the passages that were read.")
 @runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print answers as JSON.")
-def ask_cmd(question: str, index_dir: Path, k: int, n_answers: int, mode: str, source: str | None, reader_dir: Path | None, no_answer_threshold: float | None, show_context: bool, runtime: str | None, as_json: bool) -> None:
+def ask_cmd(
+    question: str,
+    index_dir: Path,
+    k: int,
+    n_answers: int,
+    mode: str,
+    source: str | None,
+    reader_dir: Path | None,
+    no_answer_threshold: float | None,
+    show_context: bool,
+    runtime: str | None,
+    as_json: bool,
+) -> None:
     """Answer QUESTION from the indexed documents.
 
     Prints the answer, its confidence, where it is (file, line, characters)
@@ -246,38 +329,90 @@ def ask_cmd(question: str, index_dir: Path, k: int, n_answers: int, mode: str, s
     qa = RagQA.load(index_dir, reader=reader_dir, runtime=runtime, **settings)
     result = qa.ask_full(question, top_k_passages=k, top_k_answers=n_answers, mode=mode, source=source)
     if as_json:
-        click.echo(json.dumps({
-            "question": result.question,
-            "answers": [a.to_dict() for a in result.answers],
-            "no_answer_margin": result.no_answer_margin,
-            "passages": [h.to_dict() for h in result.passages] if show_context else None,
-        }, indent=2, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {
+                    "question": result.question,
+                    "answers": [a.to_dict() for a in result.answers],
+                    "no_answer_margin": result.no_answer_margin,
+                    "passages": [h.to_dict() for h in result.passages] if show_context else None,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
     if not result.answers:
-        click.echo("No answer found in the indexed documents" + (" (no passage matched)." if not result.passages else "; the best candidate fell below the no-answer threshold."))
+        click.echo(
+            "No answer found in the indexed documents"
+            + (
+                " (no passage matched)."
+                if not result.passages
+                else "; the best candidate fell below the no-answer threshold."
+            )
+        )
     for i, answer in enumerate(result.answers, start=1):
-        where = printable(answer.source, keep_newlines=False) + (f":{answer.line}" if answer.line else "") + f" (characters {answer.start}-{answer.end})"
+        where = (
+            printable(answer.source, keep_newlines=False)
+            + (f":{answer.line}" if answer.line else "")
+            + f" (characters {answer.start}-{answer.end})"
+        )
         prefix = f"{i}. " if len(result.answers) > 1 else ""
-        click.echo(click.style(prefix + printable(" ".join(answer.text.split())), bold=True) + f"   confidence {answer.score:.2f}")
+        click.echo(
+            click.style(prefix + printable(" ".join(answer.text.split())), bold=True)
+            + f"   confidence {answer.score:.2f}"
+        )
         click.echo(f"   {where}")
         context, at, end = answer.context, answer.offset_in_context, answer.offset_in_context + len(answer.text)
-        before, found, after = (printable(" ".join(part.split())) for part in (context[:at], context[at:end], context[end:]))
-        click.echo(f"   \"{before}{' ' if context[:at][-1:].isspace() else ''}{click.style(f'[{found}]', fg='green', bold=True)}{' ' if context[end:][:1].isspace() else ''}{after}\"")
+        before, found, after = (
+            printable(" ".join(part.split())) for part in (context[:at], context[at:end], context[end:])
+        )
+        click.echo(
+            f'   "{before}{" " if context[:at][-1:].isspace() else ""}{click.style(f"[{found}]", fg="green", bold=True)}{" " if context[end:][:1].isspace() else ""}{after}"'
+        )
     if show_context:
         click.echo("\nPassages read:")
         for hit in result.passages:
-            click.echo(f"  {hit.rank}. {printable(hit.passage.source, keep_newlines=False)} [{hit.passage.start}:{hit.passage.end}] score {hit.score:.4f}")
+            click.echo(
+                f"  {hit.rank}. {printable(hit.passage.source, keep_newlines=False)} [{hit.passage.start}:{hit.passage.end}] score {hit.score:.4f}"
+            )
 
 
 @cli.command("eval-reader")
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON (.json or .json.gz) with gold passages.")
-@click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader directory (default: the shipped reader).")
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQuAD JSON (.json or .json.gz) with gold passages.",
+)
+@click.option(
+    "--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader directory (default: the shipped reader)."
+)
 @click.option("--limit", type=int, help="Evaluate on the first N questions.")
-@click.option("--held-out", is_flag=True, help="Only the test half of the questions of the articles ragqa holds out of training (for the SQuAD train file; the tuning half chooses checkpoints).")
-@click.option("--answerless", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Also pair this many answerless paragraphs of its article with each question (1 = a SQuAD v2.0-style set, half unanswerable) and report abstention.")
+@click.option(
+    "--held-out",
+    is_flag=True,
+    help="Only the test half of the questions of the articles ragqa holds out of training (for the SQuAD train file; the tuning half chooses checkpoints).",
+)
+@click.option(
+    "--answerless",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Also pair this many answerless paragraphs of its article with each question (1 = a SQuAD v2.0-style set, half unanswerable) and report abstention.",
+)
 @runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None, held_out: bool, answerless: float, runtime: str | None, as_json: bool) -> None:
+def eval_reader_cmd(
+    data_path: Path,
+    reader_dir: Path | None,
+    limit: int | None,
+    held_out: bool,
+    answerless: float,
+    runtime: str | None,
+    as_json: bool,
+) -> None:
     """SQuAD exact match and F1 of a reader given the gold passages, and its speed.
 
     With --answerless, or on a SQuAD v2.0 file, also how well it abstains:
@@ -292,11 +427,19 @@ def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None,
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
-    click.echo(f"EM {results['exact_match']:.2f}  F1 {results['f1']:.2f}  on {results['questions']:,} questions; {results['passages_per_s']:.1f} passages/s ({results['runtime']})")
+    click.echo(
+        f"EM {results['exact_match']:.2f}  F1 {results['f1']:.2f}  on {results['questions']:,} questions; {results['passages_per_s']:.1f} passages/s ({results['runtime']})"
+    )
     if "abstention" in results:
         a = results["abstention"]
-        click.echo(f"With {a['unanswerable']:,} answerless passages (always abstaining scores EM {a['always_abstain_exact_match']:.1f}):")
-        rows = (("reader's threshold", a["at_reader_threshold"]), ("best threshold", a["at_best_threshold"]), ("HasAns EM -2 threshold", a["at_2_points_has_ans_cost"]))
+        click.echo(
+            f"With {a['unanswerable']:,} answerless passages (always abstaining scores EM {a['always_abstain_exact_match']:.1f}):"
+        )
+        rows = (
+            ("reader's threshold", a["at_reader_threshold"]),
+            ("best threshold", a["at_best_threshold"]),
+            ("HasAns EM -2 threshold", a["at_2_points_has_ans_cost"]),
+        )
         for name, row in rows:
             click.echo(
                 f"  {name} {row['threshold']:.2f}: overall EM {row['exact_match']:.1f} F1 {row['f1']:.1f}; "
@@ -305,21 +448,56 @@ def eval_reader_cmd(data_path: Path, reader_dir: Path | None, limit: int | None,
 
 
 @cli.command("eval")
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON (.json or .json.gz): paragraphs are the corpus.")
-@click.option("--beir", "beir_dir", type=click.Path(file_okay=False, path_type=Path), help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQuAD JSON (.json or .json.gz): paragraphs are the corpus.",
+)
+@click.option(
+    "--beir",
+    "beir_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.",
+)
 @click.option("--split", default="test", show_default=True, help="BEIR qrels split.")
-@click.option("--held-out", is_flag=True, help="Only the test half of what train-encoder/train-reader hold out (SQuAD articles by title hash; BEIR queries, 20%, seed 0); the tuning half chooses settings.")
+@click.option(
+    "--held-out",
+    is_flag=True,
+    help="Only the test half of what train-encoder/train-reader hold out (SQuAD articles by title hash; BEIR queries, 20%, seed 0); the tuning half chooses settings.",
+)
 @click.option("--limit", type=int, help="Evaluate on N questions (a seeded sample).")
-@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), help="Build (or reuse and update) the evaluation index here; default: a temporary folder.")
+@click.option(
+    "--index-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Build (or reuse and update) the evaluation index here; default: a temporary folder.",
+)
 @click.option("--modes", default="bm25,dense,hybrid", show_default=True, help="Retrieval modes to score.")
 @click.option("--encoder", type=click.Path(path_type=Path), help="Encoder directory (default: the bundled one).")
-@click.option("--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader directory (default: the shipped reader).")
+@click.option(
+    "--reader", "reader_dir", type=click.Path(path_type=Path), help="Reader directory (default: the shipped reader)."
+)
 @click.option("--no-reader", is_flag=True, help="Retrieval metrics only.")
 @runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG of recall@k per mode.")
 @click.pass_context
-def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, split: str, held_out: bool, limit: int | None, index_dir: Path | None, modes: str, encoder: Path | None, reader_dir: Path | None, no_reader: bool, runtime: str | None, as_json: bool, plot: Path | None) -> None:
+def eval_cmd(
+    ctx: click.Context,
+    data_path: Path | None,
+    beir_dir: Path | None,
+    split: str,
+    held_out: bool,
+    limit: int | None,
+    index_dir: Path | None,
+    modes: str,
+    encoder: Path | None,
+    reader_dir: Path | None,
+    no_reader: bool,
+    runtime: str | None,
+    as_json: bool,
+    plot: Path | None,
+) -> None:
     """Score retrieval (recall@1/5/20/100, MRR@10, nDCG@10 per mode) and, on
     SQuAD, the reader on gold passages and end to end (retrieve, then read)."""
     from rag_qa.evaluation.runner import beir_eval_set, format_table, plot_recall, run_eval, squad_eval_set
@@ -346,29 +524,55 @@ def eval_cmd(ctx: click.Context, data_path: Path | None, beir_dir: Path | None, 
         from rag_qa.reading.reader import Reader
 
         reader = Reader(reader_dir, runtime=runtime or "auto")
-    results = run_eval(eval_set, index_dir=index_dir, modes=chosen, reader=reader, encoder=encoder, show_progress=not ctx.obj["quiet"] and not as_json)
+    results = run_eval(
+        eval_set,
+        index_dir=index_dir,
+        modes=chosen,
+        reader=reader,
+        encoder=encoder,
+        show_progress=not ctx.obj["quiet"] and not as_json,
+    )
     if plot:
         plot_recall(results, plot)
     click.echo(json.dumps(results, indent=2) if as_json else format_table(results))
 
 
 @cli.command("tune-fusion")
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON (.json or .json.gz): the tuning half of its held-out questions is used.")
-@click.option("--beir", "beir_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path), help="BEIR folder: the tuning half of its held-out queries is used (repeatable).")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQuAD JSON (.json or .json.gz): the tuning half of its held-out questions is used.",
+)
+@click.option(
+    "--beir",
+    "beir_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="BEIR folder: the tuning half of its held-out queries is used (repeatable).",
+)
 @click.option("--split", default="train", show_default=True, help="BEIR qrels split the held-out queries come from.")
 @click.option("--limit", type=int, help="At most N questions per data set (a seeded sample).")
 @click.option("--encoder", type=click.Path(path_type=Path), help="Encoder directory (default: the bundled one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report, grid included, as JSON.")
 @click.pass_context
-def tune_fusion_cmd(ctx: click.Context, data_path: Path | None, beir_dirs: tuple[Path, ...], split: str, limit: int | None, encoder: Path | None, as_json: bool) -> None:
+def tune_fusion_cmd(
+    ctx: click.Context,
+    data_path: Path | None,
+    beir_dirs: tuple[Path, ...],
+    split: str,
+    limit: int | None,
+    encoder: Path | None,
+    as_json: bool,
+) -> None:
     """Choose the hybrid fusion (RRF k and weights, or weighted scores) on
     held-out questions: half of them choose, the other half report. Put the
     result in the `fusion:` block of an index config (configs/index.yaml)."""
     import tempfile
 
-    from rag_qa.evaluation.runner import ensure_index, beir_eval_set, squad_eval_set
-    from rag_qa.evaluation.tune_fusion import collect, format_report, tune
     from rag_qa.data import held_out_beir_queries
+    from rag_qa.evaluation.runner import beir_eval_set, ensure_index, squad_eval_set
+    from rag_qa.evaluation.tune_fusion import collect, format_report, tune
 
     if not data_path and not beir_dirs:
         raise RagQAError("pass --data (SQuAD JSON) and/or --beir (BEIR folders) to tune on")
@@ -376,11 +580,17 @@ def tune_fusion_cmd(ctx: click.Context, data_path: Path | None, beir_dirs: tuple
     if data_path:
         sets.append(squad_eval_set(data_path, held_out=True, limit=limit, role="tune"))
     for folder in beir_dirs:
-        sets.append(beir_eval_set(folder, split=split, limit=limit, query_ids=held_out_beir_queries(folder, split=split, role="tune")))
+        sets.append(
+            beir_eval_set(
+                folder, split=split, limit=limit, query_ids=held_out_beir_queries(folder, split=split, role="tune")
+            )
+        )
     datasets = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n, eval_set in enumerate(sets):
-            index = ensure_index(eval_set, Path(tmp) / f"index{n}", encoder, show_progress=not ctx.obj["quiet"] and not as_json)
+            index = ensure_index(
+                eval_set, Path(tmp) / f"index{n}", encoder, show_progress=not ctx.obj["quiet"] and not as_json
+            )
             docs = [str(p.metadata.get("id")) for p in index.passages]
             datasets[eval_set.name] = (collect(index, eval_set.queries, eval_set.qrels), docs)
     report = tune(datasets)
@@ -388,20 +598,46 @@ def tune_fusion_cmd(ctx: click.Context, data_path: Path | None, beir_dirs: tuple
 
 
 @cli.command("tune-reader")
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON: questions are drawn from the tuning half of its held-out articles' questions (the split train-reader holds out).")
-@click.option("--reader", "reader_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Reader directory to tune; the settings are written into it.")
-@click.option("--questions", type=int, default=400, show_default=True, help="Questions from the tuning half (half of them to fit, half to report).")
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQuAD JSON: questions are drawn from the tuning half of its held-out articles' questions (the split train-reader holds out).",
+)
+@click.option(
+    "--reader",
+    "reader_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Reader directory to tune; the settings are written into it.",
+)
+@click.option(
+    "--questions",
+    type=int,
+    default=400,
+    show_default=True,
+    help="Questions from the tuning half (half of them to fit, half to report).",
+)
 @click.option("-k", "--top-k", "k", type=int, default=10, show_default=True, help="Passages retrieved per question.")
 @runtime_option
 @click.pass_context
-def tune_reader_cmd(ctx: click.Context, data_path: Path, reader_dir: Path, questions: int, k: int, runtime: str | None) -> None:
+def tune_reader_cmd(
+    ctx: click.Context, data_path: Path, reader_dir: Path, questions: int, k: int, runtime: str | None
+) -> None:
     """Fit the answer confidence (temperature), the retriever/reader score
     mix and the no-answer threshold on held-out questions, and save them as
     ragqa_reader.json in the reader directory (with calibration.json)."""
     from rag_qa.evaluation.tune_reader import save_settings, tune
     from rag_qa.reading.reader import Reader, ReaderConfig
 
-    report = tune(Reader(reader_dir, config=ReaderConfig(runtime=runtime or "auto")), data_path, questions=questions, k=k, show_progress=not ctx.obj["quiet"])
+    report = tune(
+        Reader(reader_dir, config=ReaderConfig(runtime=runtime or "auto")),
+        data_path,
+        questions=questions,
+        k=k,
+        show_progress=not ctx.obj["quiet"],
+    )
     save_settings(reader_dir, report)
     click.echo(
         f"Tuned {reader_dir}: retriever weight {report['retriever_weight']}, temperature {report['temperature']:.2f}, "
@@ -412,14 +648,44 @@ def tune_reader_cmd(ctx: click.Context, data_path: Path, reader_dir: Path, quest
 
 
 @cli.command("train-encoder")
-@click.option("--train", "train_source", required=True, type=click.Path(path_type=Path), help="SQuAD JSON(.gz), a JSONL of {query, positive, negative}, or a BEIR folder.")
-@click.option("--base", type=click.Path(file_okay=False, path_type=Path), help="Local sentence-transformers directory to start from (default: the bundled MiniLM).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models/encoder"), show_default=True, help="Where the trained encoder is saved.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML settings (see configs/train_encoder.yaml).")
+@click.option(
+    "--train",
+    "train_source",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="SQuAD JSON(.gz), a JSONL of {query, positive, negative}, or a BEIR folder.",
+)
+@click.option(
+    "--base",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Local sentence-transformers directory to start from (default: the bundled MiniLM).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("models/encoder"),
+    show_default=True,
+    help="Where the trained encoder is saved.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML settings (see configs/train_encoder.yaml).",
+)
 @click.option("--max-train-pairs", type=int, help="Train on a random subset of this many pairs.")
 @click.option("--epochs", type=float, help="Passes over the training pairs.")
 @click.pass_context
-def train_encoder_cmd(ctx: click.Context, train_source: Path, base: Path | None, out_dir: Path, config_path: Path | None, max_train_pairs: int | None, epochs: float | None) -> None:
+def train_encoder_cmd(
+    ctx: click.Context,
+    train_source: Path,
+    base: Path | None,
+    out_dir: Path,
+    config_path: Path | None,
+    max_train_pairs: int | None,
+    epochs: float | None,
+) -> None:
     """Fine-tune the dense encoder on (question, passage) pairs.
 
     Uses in-batch negatives plus BM25-mined hard negatives
@@ -432,28 +698,71 @@ def train_encoder_cmd(ctx: click.Context, train_source: Path, base: Path | None,
     if not train_source.exists():
         raise RagQAError(f"training data {train_source} does not exist")
     config = EncoderTrainConfig.from_yaml(config_path) if config_path else EncoderTrainConfig()
-    overrides = {k: v for k, v in {"base": str(base) if base else None, "max_train_pairs": max_train_pairs, "epochs": epochs}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"base": str(base) if base else None, "max_train_pairs": max_train_pairs, "epochs": epochs}.items()
+        if v is not None
+    }
     config = config.replace(**overrides)
     logging.getLogger("rag_qa").setLevel(logging.INFO if not ctx.obj["quiet"] else logging.ERROR)
     results = train_encoder(train_source, out_dir, config, show_progress=not ctx.obj["quiet"])
     key = "heldout_cosine_ndcg@10"
     if results["after"]:
-        click.echo(f"Encoder saved to {out_dir}: held-out nDCG@10 {results['before'][key]:.4f} -> {results['after'][key]:.4f} on {results['eval_queries']} queries ({results['steps']} steps)")
+        click.echo(
+            f"Encoder saved to {out_dir}: held-out nDCG@10 {results['before'][key]:.4f} -> {results['after'][key]:.4f} on {results['eval_queries']} queries ({results['steps']} steps)"
+        )
     else:
         click.echo(f"Encoder saved to {out_dir} ({results['steps']} steps; no held-out queries to score)")
 
 
 @cli.command("train-reader")
-@click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="SQuAD v1.1/v2.0 JSON (.json or .json.gz).")
-@click.option("--eval", "eval_path", type=click.Path(dir_okay=False, path_type=Path), help="SQuAD JSON to evaluate on (default: articles held out of --train).")
-@click.option("--base", type=click.Path(file_okay=False, path_type=Path), help="Local model directory to start from (default: the bundled MiniLM).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models/reader"), show_default=True, help="Where the trained reader is saved.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML settings (see configs/train_reader.yaml).")
+@click.option(
+    "--train",
+    "train_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQuAD v1.1/v2.0 JSON (.json or .json.gz).",
+)
+@click.option(
+    "--eval",
+    "eval_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQuAD JSON to evaluate on (default: articles held out of --train).",
+)
+@click.option(
+    "--base",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Local model directory to start from (default: the bundled MiniLM).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("models/reader"),
+    show_default=True,
+    help="Where the trained reader is saved.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML settings (see configs/train_reader.yaml).",
+)
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
 @click.option("--max-train-examples", type=int, help="Train on a random subset of this many questions.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
 @click.pass_context
-def train_reader_cmd(ctx: click.Context, train_path: Path, eval_path: Path | None, base: Path | None, out_dir: Path, config_path: Path | None, max_steps: int | None, max_train_examples: int | None, resume: bool) -> None:
+def train_reader_cmd(
+    ctx: click.Context,
+    train_path: Path,
+    eval_path: Path | None,
+    base: Path | None,
+    out_dir: Path,
+    config_path: Path | None,
+    max_steps: int | None,
+    max_train_examples: int | None,
+    resume: bool,
+) -> None:
     """Fine-tune an extractive reader on SQuAD-format questions.
 
     Evaluates SQuAD exact match and F1 on held-out questions as it trains,
@@ -464,11 +773,23 @@ def train_reader_cmd(ctx: click.Context, train_path: Path, eval_path: Path | Non
     from rag_qa.training.reader import ReaderTrainConfig, train_reader
 
     config = ReaderTrainConfig.from_yaml(config_path) if config_path else ReaderTrainConfig()
-    overrides = {k: v for k, v in {"base": str(base) if base else None, "max_steps": max_steps, "max_train_examples": max_train_examples}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "base": str(base) if base else None,
+            "max_steps": max_steps,
+            "max_train_examples": max_train_examples,
+        }.items()
+        if v is not None
+    }
     config = config.replace(**overrides)
     logging.getLogger("rag_qa").setLevel(logging.INFO if not ctx.obj["quiet"] else logging.ERROR)
-    results = train_reader(train_path, out_dir, config, eval_path=eval_path, resume=resume, show_progress=not ctx.obj["quiet"])
-    click.echo(f"Reader saved to {out_dir}: EM {results['exact_match']:.2f}, F1 {results['f1']:.2f} on {results['eval_questions']:,} held-out questions ({results['steps']:,} steps)")
+    results = train_reader(
+        train_path, out_dir, config, eval_path=eval_path, resume=resume, show_progress=not ctx.obj["quiet"]
+    )
+    click.echo(
+        f"Reader saved to {out_dir}: EM {results['exact_match']:.2f}, F1 {results['f1']:.2f} on {results['eval_questions']:,} held-out questions ({results['steps']:,} steps)"
+    )
 
 
 def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -481,8 +802,20 @@ def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> N
 # -q/-v are accepted after the command too (`ragqa index docs/ -q`), as users type them.
 for _command in cli.commands.values():
     _command.params += [
-        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_verbosity, help="No progress bars or warnings, only results and errors."),
-        click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, callback=_set_verbosity, help="Log what happens underneath."),
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_verbosity,
+            help="No progress bars or warnings, only results and errors.",
+        ),
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_verbosity,
+            help="Log what happens underneath.",
+        ),
     ]
 
 

@@ -13,7 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rag_qa.choices import SUPPORTED_EXTENSIONS, FusionMethod, Precision, Runtime, Stopwords
 from rag_qa.errors import InputError
 
-__all__ = ["BM25Config", "ChunkingConfig", "Config", "DenseConfig", "FusionConfig", "IndexConfig", "SUPPORTED_EXTENSIONS", "load_yaml_config"]
+__all__ = [
+    "BM25Config",
+    "ChunkingConfig",
+    "Config",
+    "DenseConfig",
+    "FusionConfig",
+    "IndexConfig",
+    "SUPPORTED_EXTENSIONS",
+    "load_yaml_config",
+]
 
 C = TypeVar("C", bound="Config")
 
@@ -39,7 +48,11 @@ def describe_validation_error(exc: ValidationError, where: str, model: type[Base
 def _fields_at(model: type[BaseModel] | None, path: tuple) -> list[str]:
     for name in path:
         field = model.model_fields.get(name) if model is not None else None
-        model = field.annotation if field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        model = (
+            field.annotation
+            if field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+            else None
+        )
     return list(model.model_fields) if model is not None else []
 
 

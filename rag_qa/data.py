@@ -46,7 +46,9 @@ def read_squad(path: str | Path) -> list[QAExample]:
         with opener(path, "rt", encoding="utf-8") as fh:
             data = json.load(fh)["data"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path} is not SQuAD JSON (expected {{'data': [{{'title', 'paragraphs': ...}}]}}): {exc}") from exc
+        raise InputError(
+            f"{path} is not SQuAD JSON (expected {{'data': [{{'title', 'paragraphs': ...}}]}}): {exc}"
+        ) from exc
     examples = []
     for article in data:
         title = article.get("title", "")
@@ -130,7 +132,9 @@ def read_beir(folder: str | Path, split: str = "test") -> BeirSet:
     qrels_file = folder / "qrels" / f"{split}.tsv"
     for needed in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_file):
         if not needed.is_file():
-            raise InputError(f"BEIR folder {folder} has no {needed.relative_to(folder)}: expected corpus.jsonl, queries.jsonl and qrels/{split}.tsv")
+            raise InputError(
+                f"BEIR folder {folder} has no {needed.relative_to(folder)}: expected corpus.jsonl, queries.jsonl and qrels/{split}.tsv"
+            )
     corpus = []
     with open(folder / "corpus.jsonl", encoding="utf-8") as fh:
         for line in fh:
@@ -160,14 +164,22 @@ def beir_held_out(query_ids: list[str], eval_fraction: float = BEIR_EVAL_FRACTIO
     return set(random.Random(seed).sample(qids, int(len(qids) * eval_fraction))) if eval_fraction > 0 else set()
 
 
-def held_out_beir_queries(folder: str | Path, split: str = "train", eval_fraction: float = BEIR_EVAL_FRACTION, seed: int = 0, role: str | None = None) -> set[str]:
+def held_out_beir_queries(
+    folder: str | Path,
+    split: str = "train",
+    eval_fraction: float = BEIR_EVAL_FRACTION,
+    seed: int = 0,
+    role: str | None = None,
+) -> set[str]:
     """The query ids of a BEIR split that training holds out, or one half of
     them (``role``: ``"tune"`` or ``"test"``, see :func:`held_out_role`)."""
     held = beir_held_out([q for q, _ in read_beir(folder, split).queries], eval_fraction, seed)
     return held if role is None else {q for q in held if held_out_role(q) == role}
 
 
-def answerless_examples(examples: list[QAExample], per_question: float, seed: int, pool: list[QAExample] | None = None) -> list[QAExample]:
+def answerless_examples(
+    examples: list[QAExample], per_question: float, seed: int, pool: list[QAExample] | None = None
+) -> list[QAExample]:
     """No-answer examples: each question paired with other paragraphs of its
     article that hold none of its answers (checked on normalised text).
 
@@ -201,6 +213,16 @@ def answerless_examples(examples: list[QAExample], per_question: float, seed: in
                 text = normalised[context] = normalize_answer(context)
             if any(a in text for a in answers):
                 continue
-            negatives.append(QAExample(qid=f"{e.qid}-neg{taken}", title=e.title, context=context, question=e.question, answer_texts=(), answer_starts=(), is_impossible=True))
+            negatives.append(
+                QAExample(
+                    qid=f"{e.qid}-neg{taken}",
+                    title=e.title,
+                    context=context,
+                    question=e.question,
+                    answer_texts=(),
+                    answer_starts=(),
+                    is_impossible=True,
+                )
+            )
             taken += 1
     return negatives

@@ -39,4 +39,6 @@ def require_extra(extra: str, *modules: str, what: str) -> None:
 
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise MissingExtraError(f"{what} needs {', '.join(missing)}, which is not installed: pip install 'ragqa[{extra}]'")
+        raise MissingExtraError(
+            f"{what} needs {', '.join(missing)}, which is not installed: pip install 'ragqa[{extra}]'"
+        )

@@ -52,10 +52,16 @@ def check_model_dir(path: str | Path, kind: str = "encoder") -> Path:
     if not isinstance(cfg, dict):
         raise ModelError(f"{kind} directory {path}: config.json is not a JSON object")
     if cfg.get("auto_map"):
-        raise ModelError(f"{kind} directory {path} asks for custom remote code (auto_map), which ragqa never runs: use a standard architecture")
+        raise ModelError(
+            f"{kind} directory {path} asks for custom remote code (auto_map), which ragqa never runs: use a standard architecture"
+        )
     if not any(path.glob("*.safetensors")):
         pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
-        hint = f" (found only {', '.join(pickles)}, a pickle format ragqa does not load: convert it to safetensors)" if pickles else ""
+        hint = (
+            f" (found only {', '.join(pickles)}, a pickle format ragqa does not load: convert it to safetensors)"
+            if pickles
+            else ""
+        )
         raise ModelError(f"{kind} directory {path} has no safetensors weights{hint}")
     return path
 

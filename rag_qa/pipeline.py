@@ -36,7 +36,14 @@ class RagQA:
         self.reader = reader
 
     @classmethod
-    def load(cls, index_dir: str | Path = "index", reader: str | Path | None = None, encoder: str | Path | None = None, runtime: str | None = None, **reader_settings: Any) -> "RagQA":
+    def load(
+        cls,
+        index_dir: str | Path = "index",
+        reader: str | Path | None = None,
+        encoder: str | Path | None = None,
+        runtime: str | None = None,
+        **reader_settings: Any,
+    ) -> "RagQA":
         """Load the index and a reader (default: the reader shipped with ragqa).
 
         ``runtime`` runs both the query encoder and the reader: ``onnx`` (ONNX
@@ -53,7 +60,13 @@ class RagQA:
         return cls(index, Reader(reader, **reader_settings))
 
     def ask(
-        self, question: str, top_k_passages: int = 10, top_k_answers: int = 3, mode: str = "hybrid", source: str | None = None, no_answer_threshold: float | None = None
+        self,
+        question: str,
+        top_k_passages: int = 10,
+        top_k_answers: int = 3,
+        mode: str = "hybrid",
+        source: str | None = None,
+        no_answer_threshold: float | None = None,
     ) -> list[Answer]:
         """The best answers to ``question``, best first; an empty list when the
         reader abstains (the documents do not seem to hold the answer).
@@ -62,7 +75,13 @@ class RagQA:
         return self.ask_full(question, top_k_passages, top_k_answers, mode, source, no_answer_threshold).answers
 
     def ask_full(
-        self, question: str, top_k_passages: int = 10, top_k_answers: int = 3, mode: str = "hybrid", source: str | None = None, no_answer_threshold: float | None = None
+        self,
+        question: str,
+        top_k_passages: int = 10,
+        top_k_answers: int = 3,
+        mode: str = "hybrid",
+        source: str | None = None,
+        no_answer_threshold: float | None = None,
     ) -> AskResult:
         """:meth:`ask` with the retrieved passages and the no-answer margin;
         ``no_answer_threshold`` overrides the reader's (``float("-inf")``: always answer)."""
@@ -71,6 +90,10 @@ class RagQA:
             raise InputError(f"top_k_answers must be at least 1, got {top_k_answers}")
         hits = self.index.search(question, k=top_k_passages, mode=mode, source=source)
         answers, margin = self.reader.read_with_null(
-            question, [h.passage for h in hits], top_k=top_k_answers, retriever_scores=[h.score for h in hits], no_answer_threshold=no_answer_threshold
+            question,
+            [h.passage for h in hits],
+            top_k=top_k_answers,
+            retriever_scores=[h.score for h in hits],
+            no_answer_threshold=no_answer_threshold,
         )
         return AskResult(question, answers, hits, margin)

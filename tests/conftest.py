@@ -40,8 +40,18 @@ DOCS = {
 }
 
 JSONL_ROWS = [
-    {"id": "v1", "title": "Volcanoes", "text": "A volcano erupts when magma rises through the crust.", "metadata": {"topic": "geology"}},
-    {"id": "r1", "title": "Rivers", "text": "The Nile is one of the longest rivers on Earth.", "metadata": {"topic": "geography"}},
+    {
+        "id": "v1",
+        "title": "Volcanoes",
+        "text": "A volcano erupts when magma rises through the crust.",
+        "metadata": {"topic": "geology"},
+    },
+    {
+        "id": "r1",
+        "title": "Rivers",
+        "text": "The Nile is one of the longest rivers on Earth.",
+        "metadata": {"topic": "geography"},
+    },
 ]
 
 PDF_TEXT = "Glaciers are slow rivers of ice that carve valleys."
@@ -98,7 +108,11 @@ def _bad_reader(tmp_path: Path, kind: str) -> Path:
     d.mkdir()
     if kind == "empty":
         return d
-    (d / "config.json").write_text(json.dumps({"model_type": "bert", "auto_map": {"AutoModel": "x.X"}} if kind == "remote" else {"model_type": "bert"}))
+    (d / "config.json").write_text(
+        json.dumps(
+            {"model_type": "bert", "auto_map": {"AutoModel": "x.X"}} if kind == "remote" else {"model_type": "bert"}
+        )
+    )
     if kind == "pickle":
         (d / "pytorch_model.bin").write_bytes(b"pickle bytes that must never be loaded")
     if kind == "remote":
@@ -178,7 +192,13 @@ def tiny_encoder(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "encoder"
     base = default_encoder_path()
     word = Transformer(str(base))
-    config = BertConfig(vocab_size=word.model.config.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    config = BertConfig(
+        vocab_size=word.model.config.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     word.model = BertModel(config)
     pooling = Pooling(32, pooling_mode="mean")
     SentenceTransformer(modules=[word, pooling], device="cpu").save(str(out))
@@ -196,7 +216,14 @@ def tiny_qa_base(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tinyqa") / "base"
     tokenizer = AutoTokenizer.from_pretrained(str(default_encoder_path()), local_files_only=True)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=512,
+    )
     BertForQuestionAnswering(config).save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     return out

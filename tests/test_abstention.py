@@ -34,16 +34,70 @@ def test_abstention_scores_follow_the_v2_metric():
 @pytest.mark.slow
 def test_eval_reader_reports_abstention_on_answerless_paragraphs(tmp_path, tiny_qa_base):
     paragraphs = [
-        {"context": "Anna likes the colour red. It rains.", "qas": [{"id": "q1", "question": "Which colour does Anna like?", "answers": [{"text": "red", "answer_start": 22}]}]},
-        {"context": "Boris keeps bees on the roof.", "qas": [{"id": "q2", "question": "What does Boris keep?", "answers": [{"text": "bees", "answer_start": 12}]}]},
-        {"context": "The river floods every spring.", "qas": [{"id": "q3", "question": "When does the river flood?", "answers": [{"text": "every spring", "answer_start": 18}]}]},
+        {
+            "context": "Anna likes the colour red. It rains.",
+            "qas": [
+                {
+                    "id": "q1",
+                    "question": "Which colour does Anna like?",
+                    "answers": [{"text": "red", "answer_start": 22}],
+                }
+            ],
+        },
+        {
+            "context": "Boris keeps bees on the roof.",
+            "qas": [
+                {"id": "q2", "question": "What does Boris keep?", "answers": [{"text": "bees", "answer_start": 12}]}
+            ],
+        },
+        {
+            "context": "The river floods every spring.",
+            "qas": [
+                {
+                    "id": "q3",
+                    "question": "When does the river flood?",
+                    "answers": [{"text": "every spring", "answer_start": 18}],
+                }
+            ],
+        },
     ]
     data = tmp_path / "squad.json"
     data.write_text(json.dumps({"data": [{"title": "T", "paragraphs": paragraphs}]}))
-    result = CliRunner().invoke(cli, ["eval-reader", "--data", str(data), "--reader", str(tiny_qa_base), "--answerless", "1", "--json", "--runtime", "torch"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval-reader",
+            "--data",
+            str(data),
+            "--reader",
+            str(tiny_qa_base),
+            "--answerless",
+            "1",
+            "--json",
+            "--runtime",
+            "torch",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["questions"] == 3
     assert report["abstention"]["answerable"] == 3 and report["abstention"]["unanswerable"] == 3
-    text = CliRunner().invoke(cli, ["eval-reader", "--data", str(data), "--reader", str(tiny_qa_base), "--answerless", "1", "--runtime", "torch"]).output
+    text = (
+        CliRunner()
+        .invoke(
+            cli,
+            [
+                "eval-reader",
+                "--data",
+                str(data),
+                "--reader",
+                str(tiny_qa_base),
+                "--answerless",
+                "1",
+                "--runtime",
+                "torch",
+            ],
+        )
+        .output
+    )
     assert "NoAns accuracy" in text and "always abstaining scores EM 50.0" in text

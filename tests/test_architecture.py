@@ -58,7 +58,11 @@ def upward_imports() -> list[str]:
 
 
 def test_every_module_has_a_layer():
-    units = {p.relative_to(PACKAGE).parts[0].removesuffix(".py") for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+    units = {
+        p.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        for p in PACKAGE.iterdir()
+        if p.suffix == ".py" or (p / "__init__.py").is_file()
+    }
     assert units - {"__init__"} <= set(RANK), f"add to LAYERS: {sorted(units - set(RANK) - {'__init__'})}"
 
 
@@ -86,11 +90,18 @@ def test_jsonl_answers_are_on_the_record_line_and_text_answers_on_their_own(tmp_
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    records = [{"id": "a", "text": "Ships sail.\nHarbours hold ships.\nLighthouses guide ships home."}, {"id": "b", "text": "Bread is baked in ovens."}, {"id": "c", "text": "Snow falls in winter."}]
+    records = [
+        {"id": "a", "text": "Ships sail.\nHarbours hold ships.\nLighthouses guide ships home."},
+        {"id": "b", "text": "Bread is baked in ovens."},
+        {"id": "c", "text": "Snow falls in winter."},
+    ]
     (docs / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     notes = "Sailing notes.\nShips need harbours.\nLighthouses guide ships.\n"
     (docs / "notes.txt").write_text(notes)
-    qa = RagQA(Index.build([docs], tmp_path / "index", show_progress=False), Reader(tiny_qa_base, no_answer_threshold=float("-inf")))
+    qa = RagQA(
+        Index.build([docs], tmp_path / "index", show_progress=False),
+        Reader(tiny_qa_base, no_answer_threshold=float("-inf")),
+    )
     answers = qa.ask("What guides ships home?", top_k_answers=20, top_k_passages=5)
     assert {a.source.rsplit("/", 1)[-1] for a in answers} >= {"records.jsonl", "notes.txt"}
     for a in answers:
@@ -155,9 +166,19 @@ def test_reader_takes_fitted_settings_whatever_way_it_is_configured(tmp_path, ti
 
     folder = tmp_path / "reader"
     shutil.copytree(tiny_qa_base, folder)
-    (folder / READER_SETTINGS).write_text(json.dumps({"temperature": 0.5, "retriever_weight": 2.0, "no_answer_threshold": 4.0}))
-    for reader in (Reader(folder), Reader(folder, runtime="torch"), Reader(folder, config=ReaderConfig(runtime="torch"))):
-        assert (reader.config.temperature, reader.config.retriever_weight, reader.config.no_answer_threshold) == (0.5, 2.0, 4.0)
+    (folder / READER_SETTINGS).write_text(
+        json.dumps({"temperature": 0.5, "retriever_weight": 2.0, "no_answer_threshold": 4.0})
+    )
+    for reader in (
+        Reader(folder),
+        Reader(folder, runtime="torch"),
+        Reader(folder, config=ReaderConfig(runtime="torch")),
+    ):
+        assert (reader.config.temperature, reader.config.retriever_weight, reader.config.no_answer_threshold) == (
+            0.5,
+            2.0,
+            4.0,
+        )
     assert Reader(folder, config=ReaderConfig(temperature=2.0)).config.temperature == 2.0
     assert Reader(folder, no_answer_threshold=-1.0).config.no_answer_threshold == -1.0
     assert Reader(tiny_qa_base).config.temperature == 1.0  # nothing fitted

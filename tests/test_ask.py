@@ -13,7 +13,9 @@ def runner():
 
 
 def ask(runner, index, reader, *extra):
-    return runner.invoke(cli, ["ask", "Which planet is the largest?", "--index-dir", str(index), "--reader", str(reader), *extra])
+    return runner.invoke(
+        cli, ["ask", "Which planet is the largest?", "--index-dir", str(index), "--reader", str(reader), *extra]
+    )
 
 
 def test_ask_prints_answer_source_and_context(runner, built_index, tiny_qa_base):
@@ -46,17 +48,31 @@ def test_no_answer_threshold_says_so_plainly(runner, built_index, tiny_qa_base):
 
 
 def test_ask_bad_inputs(runner, built_index, tiny_qa_base, tmp_path, one_line_error):
-    one_line_error(runner.invoke(cli, ["ask", " ", "--index-dir", str(built_index.directory), "--reader", str(tiny_qa_base)]), "query is empty")
-    one_line_error(runner.invoke(cli, ["ask", "x" * 100_000, "--index-dir", str(built_index.directory), "--reader", str(tiny_qa_base)]), "characters")
-    one_line_error(runner.invoke(cli, ["ask", "q", "--index-dir", str(tmp_path / "none"), "--reader", str(tiny_qa_base)]), "no index")
+    one_line_error(
+        runner.invoke(cli, ["ask", " ", "--index-dir", str(built_index.directory), "--reader", str(tiny_qa_base)]),
+        "query is empty",
+    )
+    one_line_error(
+        runner.invoke(
+            cli, ["ask", "x" * 100_000, "--index-dir", str(built_index.directory), "--reader", str(tiny_qa_base)]
+        ),
+        "characters",
+    )
+    one_line_error(
+        runner.invoke(cli, ["ask", "q", "--index-dir", str(tmp_path / "none"), "--reader", str(tiny_qa_base)]),
+        "no index",
+    )
 
 
-@pytest.mark.parametrize("kind, words", [
-    ("empty", ["no config.json"]),
-    ("noweights", ["no safetensors weights"]),
-    ("pickle", ["no safetensors weights", "pytorch_model.bin"]),
-    ("remote", ["remote code"]),
-])
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("empty", ["no config.json"]),
+        ("noweights", ["no safetensors weights"]),
+        ("pickle", ["no safetensors weights", "pytorch_model.bin"]),
+        ("remote", ["remote code"]),
+    ],
+)
 def test_bad_reader_directories(runner, built_index, tmp_path, kind, words, bad_reader, one_line_error):
     one_line_error(ask(runner, built_index.directory, bad_reader(tmp_path, kind)), *words)
 

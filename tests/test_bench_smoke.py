@@ -12,19 +12,42 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
 
 
 def write_tiny_data(root: Path) -> Path:
-    squad = {"version": "1.1", "data": [
-        {"title": f"Article_{a}", "paragraphs": [
-            {"context": f"Article {a} paragraph {p} talks about topic{a}{p} and shared words.",
-             "qas": [{"id": f"q{a}{p}", "question": f"What about topic{a}{p}?", "answers": [{"text": f"topic{a}{p}", "answer_start": 30}]}]}
-            for p in range(4)]}
-        for a in range(5)]}
+    squad = {
+        "version": "1.1",
+        "data": [
+            {
+                "title": f"Article_{a}",
+                "paragraphs": [
+                    {
+                        "context": f"Article {a} paragraph {p} talks about topic{a}{p} and shared words.",
+                        "qas": [
+                            {
+                                "id": f"q{a}{p}",
+                                "question": f"What about topic{a}{p}?",
+                                "answers": [{"text": f"topic{a}{p}", "answer_start": 30}],
+                            }
+                        ],
+                    }
+                    for p in range(4)
+                ],
+            }
+            for a in range(5)
+        ],
+    }
     (root / "squad_v1.1").mkdir(parents=True)
     with gzip.open(root / "squad_v1.1" / "train-v1.1.json.gz", "wt", encoding="utf-8") as fh:
         json.dump(squad, fh)
     scifact = root / "scifact_beir"
     scifact.mkdir()
-    (scifact / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": str(i), "title": f"Study {i}", "text": f"Cells of type {i} respond to drug {i}."}) for i in range(10)))
-    (scifact / "queries.jsonl").write_text("\n".join(json.dumps({"_id": str(i), "text": f"Drug {i} changes cells."}) for i in range(5)))
+    (scifact / "corpus.jsonl").write_text(
+        "\n".join(
+            json.dumps({"_id": str(i), "title": f"Study {i}", "text": f"Cells of type {i} respond to drug {i}."})
+            for i in range(10)
+        )
+    )
+    (scifact / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": str(i), "text": f"Drug {i} changes cells."}) for i in range(5))
+    )
     return root
 
 
@@ -47,7 +70,22 @@ def test_retrieval_speed_runs_and_writes_results(tmp_path, capsys):
 
     data = write_tiny_data(tmp_path / "data")
     out = tmp_path / "results.json"
-    results = retrieval_speed.main(["--data", str(data), "--queries", "10", "--rank-bm25-queries", "5", "--dense-queries", "5", "--repeat", "1", "--out", str(out)])
+    results = retrieval_speed.main(
+        [
+            "--data",
+            str(data),
+            "--queries",
+            "10",
+            "--rank-bm25-queries",
+            "5",
+            "--dense-queries",
+            "5",
+            "--repeat",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "| BM25 ragqa (1 thread) |" in printed and "rank-bm25" in printed
     saved = json.loads(out.read_text())
@@ -62,12 +100,36 @@ def test_reader_speed_runs_and_writes_results(tmp_path, capsys, tiny_qa_base):
 
     write_held_out_squad(tmp_path / "data")
     out = tmp_path / "reader.json"
-    results = reader_speed.main(["--data", str(tmp_path / "data"), "--reader", str(tiny_qa_base), "--questions", "6", "--asks", "3", "--cold-runs", "1", "--out", str(out)])
+    results = reader_speed.main(
+        [
+            "--data",
+            str(tmp_path / "data"),
+            "--reader",
+            str(tiny_qa_base),
+            "--questions",
+            "6",
+            "--asks",
+            "3",
+            "--cold-runs",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "| cpu | torch float32 |" in printed and "Warm ask" in printed and "Cold `ragqa ask`" in printed
     saved = json.loads(out.read_text())
-    assert saved["warm_ask"]["asks"] == 3 and saved["cold_ask_s"]["runs"] == 1 and saved["cold_ask_s"]["torch"]["runs"] == 1
-    assert {q["precision"] for q in results["gold_passages"]} == {"torch float32", "torch bfloat16", "onnx float32", "onnx int8"}
+    assert (
+        saved["warm_ask"]["asks"] == 3
+        and saved["cold_ask_s"]["runs"] == 1
+        and saved["cold_ask_s"]["torch"]["runs"] == 1
+    )
+    assert {q["precision"] for q in results["gold_passages"]} == {
+        "torch float32",
+        "torch bfloat16",
+        "onnx float32",
+        "onnx int8",
+    }
 
 
 @pytest.mark.slow
@@ -76,7 +138,9 @@ def test_scaling_runs_and_writes_results(tmp_path, capsys, tiny_encoder):
 
     data = write_tiny_data(tmp_path / "data")
     out = tmp_path / "scaling.json"
-    results = scaling.main(["--data", str(data), "--sizes", "20,60", "--queries", "8", "--encoder", str(tiny_encoder), "--out", str(out)])
+    results = scaling.main(
+        ["--data", str(data), "--sizes", "20,60", "--queries", "8", "--encoder", str(tiny_encoder), "--out", str(out)]
+    )
     printed = capsys.readouterr().out
     assert "| passages | build s |" in printed
     saved = json.loads(out.read_text())
@@ -96,7 +160,19 @@ def write_held_out_squad(root: Path) -> Path:
     data.mkdir(parents=True)
 
     def paragraphs(t):
-        return [{"context": f"Paragraph {p}: the code word is word{p}.", "qas": [{"id": f"{t}-{p}", "question": f"What is the code word of paragraph {p}?", "answers": [{"text": f"word{p}", "answer_start": 26 + len(str(p))}]}]} for p in range(5)]
+        return [
+            {
+                "context": f"Paragraph {p}: the code word is word{p}.",
+                "qas": [
+                    {
+                        "id": f"{t}-{p}",
+                        "question": f"What is the code word of paragraph {p}?",
+                        "answers": [{"text": f"word{p}", "answer_start": 26 + len(str(p))}],
+                    }
+                ],
+            }
+            for p in range(5)
+        ]
 
     with gzip.open(data / "train-v1.1.json.gz", "wt", encoding="utf-8") as fh:
         json.dump({"version": "1.1", "data": [{"title": t, "paragraphs": paragraphs(t)} for t in titles]}, fh)
@@ -110,9 +186,30 @@ def test_peers_runs_each_system_in_its_own_process(tmp_path, capsys, tiny_qa_bas
     import peers
 
     data = write_held_out_squad(tmp_path / "data")
-    systems = ["ragqa"] + [s for s, module in (("langchain", "langchain_classic"), ("haystack", "haystack")) if importlib.util.find_spec(module)]
+    systems = ["ragqa"] + [
+        s
+        for s, module in (("langchain", "langchain_classic"), ("haystack", "haystack"))
+        if importlib.util.find_spec(module)
+    ]
     out = tmp_path / "peers.json"
-    results = peers.main(["--data", str(data), "--questions", "8", "--e2e-questions", "4", "--reader-questions", "4", "--reader", str(tiny_qa_base), "--systems", ",".join(systems), "--out", str(out)])
+    results = peers.main(
+        [
+            "--data",
+            str(data),
+            "--questions",
+            "8",
+            "--e2e-questions",
+            "4",
+            "--reader-questions",
+            "4",
+            "--reader",
+            str(tiny_qa_base),
+            "--systems",
+            ",".join(systems),
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "| ragqa | bm25 |" in printed and "End to end" in printed
     assert not results["not_run"], results["not_run"]
@@ -139,7 +236,9 @@ def test_report_rewrites_only_the_marked_readme_section(tmp_path):
 def git(repo: Path, *args: str) -> str:
     """Run git in ``repo`` with a fixed identity; its output."""
     identity = ["-c", "user.name=bench", "-c", "user.email=bench@example.com", "-c", "commit.gpgsign=false"]
-    return subprocess.run(["git", "-C", str(repo), *identity, *args], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *identity, *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def commit(repo: Path, path: str, text: str) -> str:

@@ -20,7 +20,16 @@ CORPUS = [
     "Factories use power, water and raw materials.",
     "The the the common words appear everywhere in text.",
 ]
-QUERIES = ["cat on a mat", "cat cat pets", "power for factories", "sunlight electricity", "wild dogs wolves", "water", "the", "unknownword"]
+QUERIES = [
+    "cat on a mat",
+    "cat cat pets",
+    "power for factories",
+    "sunlight electricity",
+    "wild dogs wolves",
+    "water",
+    "the",
+    "unknownword",
+]
 
 
 @pytest.mark.parametrize("stopwords", ["en", "none"])

@@ -61,11 +61,16 @@ def test_empty_query(runner, cli_index, one_line_error):
 
 
 def test_missing_index(runner, tmp_path, one_line_error):
-    one_line_error(runner.invoke(cli, ["search", "q", "--index-dir", str(tmp_path / "nope")]), "no index", "ragqa index")
+    one_line_error(
+        runner.invoke(cli, ["search", "q", "--index-dir", str(tmp_path / "nope")]), "no index", "ragqa index"
+    )
 
 
 def test_missing_path(runner, tmp_path, one_line_error):
-    one_line_error(runner.invoke(cli, ["-q", "index", str(tmp_path / "nope"), "--index-dir", str(tmp_path / "i")]), "does not exist")
+    one_line_error(
+        runner.invoke(cli, ["-q", "index", str(tmp_path / "nope"), "--index-dir", str(tmp_path / "i")]),
+        "does not exist",
+    )
 
 
 def test_empty_folder_keeps_the_old_index(runner, tmp_path, cli_index, one_line_error):
@@ -75,7 +80,11 @@ def test_empty_folder_keeps_the_old_index(runner, tmp_path, cli_index, one_line_
     copy = tmp_path / "index"
     shutil.copytree(cli_index, copy)
     before = (copy / "manifest.json").read_bytes()
-    one_line_error(runner.invoke(cli, ["-q", "index", str(tmp_path / "empty"), "--index-dir", str(copy)]), "no readable documents", "nothing was changed")
+    one_line_error(
+        runner.invoke(cli, ["-q", "index", str(tmp_path / "empty"), "--index-dir", str(copy)]),
+        "no readable documents",
+        "nothing was changed",
+    )
     assert (copy / "manifest.json").read_bytes() == before
 
 
@@ -101,14 +110,18 @@ def test_bad_encoder_directory(runner, tmp_path, write_corpus, one_line_error):
     (tmp_path / "enc").mkdir()
     (tmp_path / "enc" / "config.json").write_text("{}")
     (tmp_path / "enc" / "pytorch_model.bin").write_bytes(b"not loaded")
-    result = runner.invoke(cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "i"), "--encoder", str(tmp_path / "enc")])
+    result = runner.invoke(
+        cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "i"), "--encoder", str(tmp_path / "enc")]
+    )
     one_line_error(result, "no safetensors weights", "pytorch_model.bin")
 
 
 def test_bad_config(runner, tmp_path, write_corpus, one_line_error):
     docs = write_corpus(tmp_path / "docs")
     (tmp_path / "c.yaml").write_text("chunking: {sise: 10}\n")
-    result = runner.invoke(cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "i"), "--config", str(tmp_path / "c.yaml")])
+    result = runner.invoke(
+        cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "i"), "--config", str(tmp_path / "c.yaml")]
+    )
     one_line_error(result, "unknown key(s) sise")
 
 
@@ -119,7 +132,18 @@ def test_help_does_not_import_torch():
 
 
 def test_control_characters_in_a_query_are_read_as_spaces(runner, cli_index, one_line_error):
-    result = runner.invoke(cli, ["search", "\x00Which\x07 planet\x1b[31m is the largest?\x7f", "--index-dir", str(cli_index), "--json", "-k", "1"])
+    result = runner.invoke(
+        cli,
+        [
+            "search",
+            "\x00Which\x07 planet\x1b[31m is the largest?\x7f",
+            "--index-dir",
+            str(cli_index),
+            "--json",
+            "-k",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Jupiter" in json.loads(result.output)[0]["text"]
     one_line_error(runner.invoke(cli, ["search", "\x00\x01\x02\x1b", "--index-dir", str(cli_index)]), "query is empty")
@@ -141,7 +165,7 @@ def test_unreadable_file_is_reported_and_the_rest_indexed(runner, tmp_path, unre
     locked.chmod(0)
     result = runner.invoke(cli, ["index", str(docs), "--index-dir", str(tmp_path / "index"), "--json"])
     assert result.exit_code == 0
-    report = json.loads(result.output[result.output.index("{"):])
+    report = json.loads(result.output[result.output.index("{") :])
     assert report["documents"] == 6
     assert report["skipped"] == [{"path": str(locked), "reason": "Permission denied"}]
 
@@ -156,10 +180,27 @@ def test_streamed_file_answers_with_lines_of_the_whole_file(runner, tmp_path, mo
     lines[321] = "Entry 321: the pump in hall B failed at noon."
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "log.txt").write_text("\n".join(lines) + "\n")
-    result = runner.invoke(cli, ["-q", "index", str(tmp_path / "docs"), "--index-dir", str(tmp_path / "index"), "--json"])
+    result = runner.invoke(
+        cli, ["-q", "index", str(tmp_path / "docs"), "--index-dir", str(tmp_path / "index"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["documents"] > 5  # the file came in parts
-    hits = json.loads(runner.invoke(cli, ["search", "pump hall failed", "--index-dir", str(tmp_path / "index"), "--mode", "bm25", "--json", "-k", "1"]).output)
+    hits = json.loads(
+        runner.invoke(
+            cli,
+            [
+                "search",
+                "pump hall failed",
+                "--index-dir",
+                str(tmp_path / "index"),
+                "--mode",
+                "bm25",
+                "--json",
+                "-k",
+                "1",
+            ],
+        ).output
+    )
     text = (tmp_path / "docs" / "log.txt").read_text()
     assert "pump in hall B" in hits[0]["text"]
     assert text[hits[0]["start"] : hits[0]["end"]] == hits[0]["text"]
@@ -169,5 +210,11 @@ def test_streamed_file_answers_with_lines_of_the_whole_file(runner, tmp_path, mo
 def test_documents_without_words_make_no_index(runner, tmp_path, one_line_error):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "blank.txt").write_text("   \n\t\n")
-    one_line_error(runner.invoke(cli, ["-q", "index", str(tmp_path / "d"), "--index-dir", str(tmp_path / "i")]), "1 skipped", "nothing was changed")
-    one_line_error(runner.invoke(cli, ["ask", "anything?", "--index-dir", str(tmp_path / "i")]), "no ragqa index", "ragqa index")
+    one_line_error(
+        runner.invoke(cli, ["-q", "index", str(tmp_path / "d"), "--index-dir", str(tmp_path / "i")]),
+        "1 skipped",
+        "nothing was changed",
+    )
+    one_line_error(
+        runner.invoke(cli, ["ask", "anything?", "--index-dir", str(tmp_path / "i")]), "no ragqa index", "ragqa index"
+    )

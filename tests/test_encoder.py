@@ -9,7 +9,12 @@ import pytest
 from rag_qa.models import default_encoder_path
 from rag_qa.retrieval.encoder import Encoder
 
-TEXTS = ["What is the capital of France?", "Paris is the capital and most populous city of France. " * 40, "short", "Ünïcödé text, with accents."]
+TEXTS = [
+    "What is the capital of France?",
+    "Paris is the capital and most populous city of France. " * 40,
+    "short",
+    "Ünïcödé text, with accents.",
+]
 
 
 @pytest.mark.parametrize("which", ["default", "tiny"])
@@ -20,9 +25,14 @@ def test_plain_path_matches_sentence_transformers(which, tiny_encoder):
     encoder = Encoder(path, device="cpu", precision="float32", batch_size=3)
     ours = encoder.encode(TEXTS)
     assert type(encoder.model).__name__ == "_PooledTransformer"
-    theirs = SentenceTransformer(str(path), device="cpu", local_files_only=True).encode(TEXTS, normalize_embeddings=True)
+    theirs = SentenceTransformer(str(path), device="cpu", local_files_only=True).encode(
+        TEXTS, normalize_embeddings=True
+    )
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
-    assert encoder.info().max_seq_length == SentenceTransformer(str(path), device="cpu", local_files_only=True).max_seq_length
+    assert (
+        encoder.info().max_seq_length
+        == SentenceTransformer(str(path), device="cpu", local_files_only=True).max_seq_length
+    )
 
 
 def test_other_module_stacks_load_with_sentence_transformers(tmp_path, tiny_encoder):

@@ -5,15 +5,37 @@ import pytest
 from rag_qa.training.encoder import EncoderTrainConfig, train_encoder
 from rag_qa.training.pairs import from_jsonl, mine_hard_negatives
 
-TOPICS = ["volcano", "glacier", "river", "desert", "forest", "ocean", "island", "canyon", "meadow", "swamp",
-          "tundra", "reef", "delta", "plateau", "lagoon", "savanna", "fjord", "geyser", "dune", "marsh"]
+TOPICS = [
+    "volcano",
+    "glacier",
+    "river",
+    "desert",
+    "forest",
+    "ocean",
+    "island",
+    "canyon",
+    "meadow",
+    "swamp",
+    "tundra",
+    "reef",
+    "delta",
+    "plateau",
+    "lagoon",
+    "savanna",
+    "fjord",
+    "geyser",
+    "dune",
+    "marsh",
+]
 
 
 def write_pairs(path, n_variants=4):
     rows = []
     for t in TOPICS:
         for v in range(n_variants):
-            rows.append({"query": f"tell me about the {t} number {v}", "positive": f"A {t} is a landform; note {v} on the {t}."})
+            rows.append(
+                {"query": f"tell me about the {t} number {v}", "positive": f"A {t} is a landform; note {v} on the {t}."}
+            )
     path.write_text("\n".join(json.dumps(r) for r in rows))
     return path
 
@@ -28,7 +50,16 @@ def test_jsonl_pairs_and_bm25_hard_negatives(tmp_path):
 
 @pytest.mark.slow
 def test_train_encoder_smoke(tmp_path, tiny_encoder):
-    config = EncoderTrainConfig(base=str(tiny_encoder), epochs=3, batch_size=16, learning_rate=5e-3, eval_steps=8, precision="fp32", warmup_ratio=0.0, eval_fraction=0.25)
+    config = EncoderTrainConfig(
+        base=str(tiny_encoder),
+        epochs=3,
+        batch_size=16,
+        learning_rate=5e-3,
+        eval_steps=8,
+        precision="fp32",
+        warmup_ratio=0.0,
+        eval_fraction=0.25,
+    )
     out = tmp_path / "enc"
     results = train_encoder(write_pairs(tmp_path / "p.jsonl"), out, config, show_progress=False)
     key = "heldout_cosine_ndcg@10"
@@ -62,9 +93,28 @@ def test_squad_pairs_hold_out_whole_articles_and_search_only_their_paragraphs(tm
     titles = [f"Article_{i}" for i in range(60)]
     held = [t for t in titles if is_held_out(t)]
     assert held and len(held) < len(titles)
-    data = {"version": "1.1", "data": [
-        {"title": t, "paragraphs": [{"context": f"{t} paragraph {p} text.", "qas": [{"id": f"{t}-{p}", "question": f"What about {t} {p}?", "answers": [{"text": "text", "answer_start": 0}]}]} for p in range(2)]}
-        for t in titles]}
+    data = {
+        "version": "1.1",
+        "data": [
+            {
+                "title": t,
+                "paragraphs": [
+                    {
+                        "context": f"{t} paragraph {p} text.",
+                        "qas": [
+                            {
+                                "id": f"{t}-{p}",
+                                "question": f"What about {t} {p}?",
+                                "answers": [{"text": "text", "answer_start": 0}],
+                            }
+                        ],
+                    }
+                    for p in range(2)
+                ],
+            }
+            for t in titles
+        ],
+    }
     (tmp_path / "s.json").write_text(json.dumps(data))
     pairs = from_squad(tmp_path / "s.json")
     assert len(pairs.eval_queries) == 2 * len(held) and len(pairs.train) == 2 * (len(titles) - len(held))

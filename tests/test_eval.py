@@ -7,10 +7,30 @@ from rag_qa.cli import cli
 from rag_qa.evaluation.runner import beir_eval_set, squad_eval_set
 
 PARAGRAPHS = [
-    ("Planets", "Jupiter is the largest planet in the solar system. It has dozens of moons.", "Which is the largest planet?", "Jupiter"),
-    ("Planets", "Mars is called the red planet because of iron oxide dust on its surface.", "Why is Mars red?", "iron oxide dust"),
-    ("Rivers", "The Nile flows north through eleven countries into the Mediterranean Sea.", "Where does the Nile flow into?", "the Mediterranean Sea"),
-    ("Rivers", "The Amazon carries more water than any other river on Earth.", "Which river carries the most water?", "The Amazon"),
+    (
+        "Planets",
+        "Jupiter is the largest planet in the solar system. It has dozens of moons.",
+        "Which is the largest planet?",
+        "Jupiter",
+    ),
+    (
+        "Planets",
+        "Mars is called the red planet because of iron oxide dust on its surface.",
+        "Why is Mars red?",
+        "iron oxide dust",
+    ),
+    (
+        "Rivers",
+        "The Nile flows north through eleven countries into the Mediterranean Sea.",
+        "Where does the Nile flow into?",
+        "the Mediterranean Sea",
+    ),
+    (
+        "Rivers",
+        "The Amazon carries more water than any other river on Earth.",
+        "Which river carries the most water?",
+        "The Amazon",
+    ),
 ]
 
 
@@ -18,7 +38,18 @@ PARAGRAPHS = [
 def squad_file(tmp_path):
     data = {}
     for i, (title, context, question, answer) in enumerate(PARAGRAPHS):
-        data.setdefault(title, []).append({"context": context, "qas": [{"id": f"q{i}", "question": question, "answers": [{"text": answer, "answer_start": context.index(answer)}]}]})
+        data.setdefault(title, []).append(
+            {
+                "context": context,
+                "qas": [
+                    {
+                        "id": f"q{i}",
+                        "question": question,
+                        "answers": [{"text": answer, "answer_start": context.index(answer)}],
+                    }
+                ],
+            }
+        )
     path = tmp_path / "mini.json"
     path.write_text(json.dumps({"version": "1.1", "data": [{"title": t, "paragraphs": p} for t, p in data.items()]}))
     return path
@@ -28,9 +59,22 @@ def squad_file(tmp_path):
 def beir_dir(tmp_path):
     d = tmp_path / "beir"
     (d / "qrels").mkdir(parents=True)
-    docs = {"d1": "Aspirin reduces the risk of heart attacks.", "d2": "Vitamin D is made in skin exposed to sunlight.", "d3": "Coffee contains caffeine, a stimulant."}
+    docs = {
+        "d1": "Aspirin reduces the risk of heart attacks.",
+        "d2": "Vitamin D is made in skin exposed to sunlight.",
+        "d3": "Coffee contains caffeine, a stimulant.",
+    }
     (d / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": k, "title": "", "text": v}) for k, v in docs.items()))
-    (d / "queries.jsonl").write_text("\n".join(json.dumps({"_id": q, "text": t}) for q, t in [("1", "aspirin heart attack risk"), ("2", "sunlight vitamin D skin"), ("3", "no relevance judged")]))
+    (d / "queries.jsonl").write_text(
+        "\n".join(
+            json.dumps({"_id": q, "text": t})
+            for q, t in [
+                ("1", "aspirin heart attack risk"),
+                ("2", "sunlight vitamin D skin"),
+                ("3", "no relevance judged"),
+            ]
+        )
+    )
     (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n1\td1\t1\n2\td2\t1\n2\td3\t0\n")
     return d
 
@@ -48,7 +92,20 @@ def test_beir_eval_set_reads_qrels(beir_dir):
 
 
 def test_eval_cli_squad_reports_retrieval_reader_and_end_to_end(squad_file, tiny_qa_base, tmp_path):
-    result = CliRunner().invoke(cli, ["-q", "eval", "--data", str(squad_file), "--reader", str(tiny_qa_base), "--json", "--index-dir", str(tmp_path / "idx")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "-q",
+            "eval",
+            "--data",
+            str(squad_file),
+            "--reader",
+            str(tiny_qa_base),
+            "--json",
+            "--index-dir",
+            str(tmp_path / "idx"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert set(data["modes"]) == {"bm25", "dense", "hybrid"}
@@ -59,7 +116,20 @@ def test_eval_cli_squad_reports_retrieval_reader_and_end_to_end(squad_file, tiny
     # The thresholded answers are the top answers minus abstentions: never more right.
     assert 0 <= e2e["with_threshold"]["answered"] <= 1
     assert e2e["with_threshold"]["exact_match"] <= e2e["exact_match"] and e2e["with_threshold"]["f1"] <= e2e["f1"]
-    again = CliRunner().invoke(cli, ["-q", "eval", "--data", str(squad_file), "--no-reader", "--modes", "bm25", "--index-dir", str(tmp_path / "idx")])
+    again = CliRunner().invoke(
+        cli,
+        [
+            "-q",
+            "eval",
+            "--data",
+            str(squad_file),
+            "--no-reader",
+            "--modes",
+            "bm25",
+            "--index-dir",
+            str(tmp_path / "idx"),
+        ],
+    )
     assert again.exit_code == 0 and "| bm25 |" in again.output and "End to end" not in again.output
 
 
@@ -79,7 +149,9 @@ def test_eval_cli_bad_arguments(squad_file, tmp_path, one_line_error):
 def test_eval_plot_writes_a_png(squad_file, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "recall.png"
-    result = CliRunner().invoke(cli, ["-q", "eval", "--data", str(squad_file), "--no-reader", "--modes", "bm25,hybrid", "--plot", str(out)])
+    result = CliRunner().invoke(
+        cli, ["-q", "eval", "--data", str(squad_file), "--no-reader", "--modes", "bm25,hybrid", "--plot", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -120,16 +192,23 @@ def test_tune_fusion_cli_on_a_beir_folder(tmp_path, one_line_error):
     d = tmp_path / "beir"
     (d / "qrels").mkdir(parents=True)
     topics = ["aspirin", "sunlight", "coffee", "glaciers", "volcanoes", "tides", "bees", "copper", "saturn", "tea"]
-    (d / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"A study of {t} and what {t} does."}) for i, t in enumerate(topics)))
+    (d / "corpus.jsonl").write_text(
+        "\n".join(
+            json.dumps({"_id": f"d{i}", "title": "", "text": f"A study of {t} and what {t} does."})
+            for i, t in enumerate(topics)
+        )
+    )
     queries = [(f"{i}-{j}", f"question {j} about {t}") for i, t in enumerate(topics) for j in range(6)]
     (d / "queries.jsonl").write_text("\n".join(json.dumps({"_id": q, "text": t}) for q, t in queries))
-    (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(f"{q}\td{q.split('-')[0]}\t1" for q, _ in queries) + "\n")
+    (d / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "\n".join(f"{q}\td{q.split('-')[0]}\t1" for q, _ in queries) + "\n"
+    )
     result = CliRunner().invoke(cli, ["-q", "tune-fusion", "--beir", str(d), "--split", "test", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert len(report["grid"]) == 35
     assert report["grid"][0]["fit_ndcg@10_sum"] == max(g["fit_ndcg@10_sum"] for g in report["grid"])
-    (name, data), = report["datasets"].items()
+    ((name, data),) = report["datasets"].items()
     from rag_qa.data import held_out_beir_queries
 
     held, tuning = held_out_beir_queries(d, split="test"), held_out_beir_queries(d, split="test", role="tune")
@@ -143,9 +222,29 @@ def test_held_out_questions_split_into_a_tuning_and_a_test_half(tmp_path):
     from rag_qa.data import held_out_role, is_held_out
 
     titles = [t for t in (f"Article_{i}" for i in range(400)) if is_held_out(t)][:3]
-    data = {"version": "1.1", "data": [
-        {"title": t, "paragraphs": [{"context": f"{t} paragraph {p} says {p}.", "qas": [{"id": f"{t}-{p}-{q}", "question": f"What does {t} {p} say ({q})?", "answers": [{"text": str(p), "answer_start": len(f"{t} paragraph {p} says ")}]} for q in range(4)]} for p in range(3)]}
-        for t in titles]}
+    data = {
+        "version": "1.1",
+        "data": [
+            {
+                "title": t,
+                "paragraphs": [
+                    {
+                        "context": f"{t} paragraph {p} says {p}.",
+                        "qas": [
+                            {
+                                "id": f"{t}-{p}-{q}",
+                                "question": f"What does {t} {p} say ({q})?",
+                                "answers": [{"text": str(p), "answer_start": len(f"{t} paragraph {p} says ")}],
+                            }
+                            for q in range(4)
+                        ],
+                    }
+                    for p in range(3)
+                ],
+            }
+            for t in titles
+        ],
+    }
     path = tmp_path / "squad.json"
     path.write_text(json.dumps(data))
     test = squad_eval_set(path, held_out=True)

@@ -19,4 +19,7 @@ def test_encoder_and_faiss_use_the_gpu(tmp_path, write_corpus):
     # An index built on the GPU loads and answers the same on the CPU.
     cpu = Index.load(idx.directory)
     cpu.config = cpu.config.replace(dense={"device": "cpu"})
-    assert cpu.search("Which planet is the largest?", k=1, mode="dense")[0].passage.passage_id == hits[0].passage.passage_id
+    assert (
+        cpu.search("Which planet is the largest?", k=1, mode="dense")[0].passage.passage_id
+        == hits[0].passage.passage_id
+    )

@@ -22,7 +22,13 @@ def _squad(path: Path) -> Path:
     held = [t for t in titles if is_held_out(t)][:3]
     for title in held + [t for t in titles if not is_held_out(t)][:57]:
         context = f"The {title} museum opened in 1901. Its founder was Ada Lind."
-        qas = [{"id": f"{title}-q", "question": f"When did the {title} museum open?", "answers": [{"text": "1901", "answer_start": context.index("1901")}]}]
+        qas = [
+            {
+                "id": f"{title}-q",
+                "question": f"When did the {title} museum open?",
+                "answers": [{"text": "1901", "answer_start": context.index("1901")}],
+            }
+        ]
         articles.append({"title": title, "paragraphs": [{"context": context, "qas": qas}]})
     path.write_text(json.dumps({"version": "1.1", "data": articles}))
     return path
@@ -35,8 +41,23 @@ def test_bundle_trains_five_steps_and_comes_back_in_parts(tmp_path, tiny_qa_base
     assert manifest["mib"] < 60 and (bundle / "base" / "model.safetensors").is_file()
 
     out = tmp_path / "reader"
-    command = [sys.executable, "-m", "rag_qa.cli", "-q", "train-reader", "--train", str(bundle / "squad.json"), "--base", str(bundle / "base"),
-               "--config", str(ROOT / "configs" / "train_reader.yaml"), "--max-steps", "5", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "rag_qa.cli",
+        "-q",
+        "train-reader",
+        "--train",
+        str(bundle / "squad.json"),
+        "--base",
+        str(bundle / "base"),
+        "--config",
+        str(ROOT / "configs" / "train_reader.yaml"),
+        "--max-steps",
+        "5",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -22,7 +22,11 @@ def test_a_file_name_that_is_not_utf8_is_indexed_under_an_escaped_name(tmp_path)
         result = CliRunner().invoke(cli, ["-q", "index", str(docs), "--index-dir", str(index), "--json", *extra])
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["documents"] == 3
-        hits = json.loads(CliRunner().invoke(cli, ["search", "espresso descaling", "--index-dir", str(index), "--mode", "bm25", "--json"]).output)
+        hits = json.loads(
+            CliRunner()
+            .invoke(cli, ["search", "espresso descaling", "--index-dir", str(index), "--mode", "bm25", "--json"])
+            .output
+        )
         assert hits[0]["source"].endswith("caf\\xe9.txt")
 
 
@@ -59,7 +63,9 @@ def test_a_run_without_spaces_makes_passages_of_bounded_size():
 def test_the_reader_reads_at_most_a_few_windows_of_one_passage(tiny_qa_base):
     from rag_qa import Reader
 
-    reader = Reader(tiny_qa_base, max_seq_length=64, doc_stride=16, max_windows_per_passage=3, no_answer_threshold=float("-inf"))
+    reader = Reader(
+        tiny_qa_base, max_seq_length=64, doc_stride=16, max_windows_per_passage=3, no_answer_threshold=float("-inf")
+    )
     long_passage = " ".join(f"word{i}" for i in range(2000))
     spans, _ = reader.spans("Which word?", [long_passage])
     assert spans[0] and max(s.end for s in spans[0]) < len(long_passage) // 4  # only the first windows were read
@@ -78,10 +84,30 @@ def test_terminal_escapes_from_documents_and_names_never_reach_the_terminal(tmp_
     assert built.exit_code == 0, built.output
     outputs = [
         CliRunner().invoke(cli, ["search", "vault code name line break", "--index-dir", str(index), "-k", "3"]).output,
-        CliRunner().invoke(cli, ["ask", "What is the vault code?", "--index-dir", str(index), "--reader", str(tiny_qa_base), "--answers", "3", "--no-answer-threshold", "-1e9", "--runtime", "torch"]).output,
+        CliRunner()
+        .invoke(
+            cli,
+            [
+                "ask",
+                "What is the vault code?",
+                "--index-dir",
+                str(index),
+                "--reader",
+                str(tiny_qa_base),
+                "--answers",
+                "3",
+                "--no-answer-threshold",
+                "-1e9",
+                "--runtime",
+                "torch",
+            ],
+        )
+        .output,
     ]
     for out in outputs:
         assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out, repr(out)
     assert "two\\nlines.txt" in outputs[0]
-    hits = json.loads(CliRunner().invoke(cli, ["search", "vault code", "--index-dir", str(index), "--json", "--mode", "bm25"]).output)
+    hits = json.loads(
+        CliRunner().invoke(cli, ["search", "vault code", "--index-dir", str(index), "--json", "--mode", "bm25"]).output
+    )
     assert "\x1b]0;owned\x07" in hits[0]["text"]  # JSON stays exact

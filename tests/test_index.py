@@ -63,7 +63,9 @@ def test_search_batch_matches_single_searches(built_index):
     queries = ["largest planet", "domesticated wolves"]
     batch = built_index.search_batch(queries, k=2, mode="hybrid")
     singles = [built_index.search(q, k=2, mode="hybrid") for q in queries]
-    assert [[h.passage.passage_id for h in hits] for hits in batch] == [[h.passage.passage_id for h in hits] for hits in singles]
+    assert [[h.passage.passage_id for h in hits] for hits in batch] == [
+        [h.passage.passage_id for h in hits] for hits in singles
+    ]
     for hits, single in zip(batch, singles):
         assert [h.dense_score for h in hits] == pytest.approx([h.dense_score for h in single], abs=1e-5)
 
@@ -170,7 +172,12 @@ def test_other_encoder_is_refused_for_dense_search(built_index, tiny_encoder):
 
 def test_index_built_with_another_encoder(tmp_path, tiny_encoder, write_corpus):
     docs = write_corpus(tmp_path / "docs")
-    idx = Index.build([docs], tmp_path / "index", config=IndexConfig().replace(dense={"encoder": str(tiny_encoder)}), show_progress=False)
+    idx = Index.build(
+        [docs],
+        tmp_path / "index",
+        config=IndexConfig().replace(dense={"encoder": str(tiny_encoder)}),
+        show_progress=False,
+    )
     assert idx.manifest["encoder"]["dimension"] == 32 and not idx.manifest["encoder"]["default"]
     assert len(idx.search("planet", mode="dense", k=2)) == 2
     report = build_index([docs], tmp_path / "index", config=IndexConfig(), show_progress=False)

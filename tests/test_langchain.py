@@ -36,8 +36,15 @@ def test_record_metadata_never_overwrites_ragqa_fields(tmp_path):
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    record = {"id": "x", "text": "The lighthouse keeper lit the lamp at dusk.", "metadata": {"score": "five stars", "start": -1, "source": "elsewhere", "topic": "sea"}}
-    others = [{"id": "y", "text": "Bread rises in a warm oven."}, {"id": "z", "text": "Trains leave the station on time."}]
+    record = {
+        "id": "x",
+        "text": "The lighthouse keeper lit the lamp at dusk.",
+        "metadata": {"score": "five stars", "start": -1, "source": "elsewhere", "topic": "sea"},
+    }
+    others = [
+        {"id": "y", "text": "Bread rises in a warm oven."},
+        {"id": "z", "text": "Trains leave the station on time."},
+    ]
     (docs / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [record, *others]))
     index = Index.build([docs], tmp_path / "index", show_progress=False)
     (doc,) = RagQARetriever.from_index(index, k=1, mode="bm25").invoke("lighthouse keeper lamp")

@@ -18,9 +18,22 @@ def make_squad(path, n, seed):
     paragraphs = []
     for i in range(n):
         name, color = rng.choice(NAMES), rng.choice(COLORS)
-        filler = " ".join(rng.choice(["It", "rains", "often", "here", "and", "there", "today"]) for _ in range(rng.randint(3, 12)))
+        filler = " ".join(
+            rng.choice(["It", "rains", "often", "here", "and", "there", "today"]) for _ in range(rng.randint(3, 12))
+        )
         context = f"{filler}. {name} likes the colour {color}. {filler}."
-        paragraphs.append({"context": context, "qas": [{"id": f"q{i}", "question": f"Which colour does {name} like?", "answers": [{"text": color, "answer_start": context.index(f"colour {color}") + 7}]}]})
+        paragraphs.append(
+            {
+                "context": context,
+                "qas": [
+                    {
+                        "id": f"q{i}",
+                        "question": f"Which colour does {name} like?",
+                        "answers": [{"text": color, "answer_start": context.index(f"colour {color}") + 7}],
+                    }
+                ],
+            }
+        )
     path.write_text(json.dumps({"version": "1.1", "data": [{"title": f"t{seed}", "paragraphs": paragraphs}]}))
     return path
 
@@ -29,7 +42,18 @@ def make_squad(path, n, seed):
 def test_train_reader_smoke(tmp_path, tiny_qa_base):
     train = make_squad(tmp_path / "train.json", 256, seed=1)
     dev = make_squad(tmp_path / "dev.json", 32, seed=2)
-    config = ReaderTrainConfig(base=str(tiny_qa_base), max_seq_length=64, doc_stride=32, learning_rate=2e-3, batch_size=16, epochs=3, eval_steps=16, logging_steps=4, precision="fp32", warmup_ratio=0.0)
+    config = ReaderTrainConfig(
+        base=str(tiny_qa_base),
+        max_seq_length=64,
+        doc_stride=32,
+        learning_rate=2e-3,
+        batch_size=16,
+        epochs=3,
+        eval_steps=16,
+        logging_steps=4,
+        precision="fp32",
+        warmup_ratio=0.0,
+    )
     out = tmp_path / "reader"
     results = train_reader(train, out, config, eval_path=dev, show_progress=False)
 
@@ -64,7 +88,17 @@ def test_train_reader_continues_from_a_float16_reader(tmp_path, tiny_qa_base):
 
     half = export_reader(tiny_qa_base, tmp_path / "half", dtype="float16")
     train = make_squad(tmp_path / "train.json", 32, seed=3)
-    config = ReaderTrainConfig(base=str(half), max_seq_length=64, doc_stride=32, batch_size=16, max_steps=2, eval_steps=2, logging_steps=1, precision="bf16", eval_examples=8)
+    config = ReaderTrainConfig(
+        base=str(half),
+        max_seq_length=64,
+        doc_stride=32,
+        batch_size=16,
+        max_steps=2,
+        eval_steps=2,
+        logging_steps=1,
+        precision="bf16",
+        eval_examples=8,
+    )
     results = train_reader(train, tmp_path / "reader", config, eval_path=train, show_progress=False)
     assert all(math.isfinite(h["loss"]) for h in results["log_history"] if "loss" in h)
 
@@ -118,7 +152,18 @@ def test_training_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, tiny_
     from rag_qa.training import reader as training
 
     train = make_squad(tmp_path / "train.json", 96, seed=4)
-    config = ReaderTrainConfig(base=str(tiny_qa_base), max_seq_length=64, doc_stride=32, batch_size=8, max_steps=8, eval_steps=100, logging_steps=1, precision="fp32", eval_examples=8, negatives_per_question=0.5)
+    config = ReaderTrainConfig(
+        base=str(tiny_qa_base),
+        max_seq_length=64,
+        doc_stride=32,
+        batch_size=8,
+        max_steps=8,
+        eval_steps=100,
+        logging_steps=1,
+        precision="fp32",
+        eval_examples=8,
+        negatives_per_question=0.5,
+    )
     straight = train_reader(train, tmp_path / "straight", config, eval_path=train, show_progress=False)
     assert straight["steps"] == 8
 

@@ -54,7 +54,12 @@ def test_bad_files_are_skipped_with_one_warning_each(tmp_path, caplog):
 
 
 def test_bad_jsonl_line_is_reported_with_its_line_number(tmp_path):
-    lines = [json.dumps({"id": "a", "text": "first"}), "{not json", json.dumps({"id": "b"}), json.dumps({"id": "c", "text": "third"})]
+    lines = [
+        json.dumps({"id": "a", "text": "first"}),
+        "{not json",
+        json.dumps({"id": "b"}),
+        json.dumps({"id": "c", "text": "third"}),
+    ]
     (tmp_path / "rows.jsonl").write_text("\n".join(lines))
     report = IngestReport()
     docs = read([tmp_path / "rows.jsonl"], report)
@@ -172,14 +177,17 @@ def test_unreadable_file_is_skipped_and_the_rest_read(tmp_path, unreadable_as_ro
     assert report.skipped == [(str(locked), "Permission denied")]
 
 
-@pytest.mark.parametrize("text, encoding", [
-    ("Crème brûlée is a French dessert.", "latin-1"),
-    ("Übergrößenträger sind groß.", "latin-1"),
-    ("He said “hello” – and left…", "cp1252"),
-    ("Привет, как дела? Это тест.", "cp1251"),
-    ("这是一个中文句子，用来测试编码。", "gbk"),
-    ("日本語のテキストです。", "shift_jis"),
-])
+@pytest.mark.parametrize(
+    "text, encoding",
+    [
+        ("Crème brûlée is a French dessert.", "latin-1"),
+        ("Übergrößenträger sind groß.", "latin-1"),
+        ("He said “hello” – and left…", "cp1252"),
+        ("Привет, как дела? Это тест.", "cp1251"),
+        ("这是一个中文句子，用来测试编码。", "gbk"),
+        ("日本語のテキストです。", "shift_jis"),
+    ],
+)
 def test_legacy_encodings_are_detected(text, encoding):
     from rag_qa.ingest.decoding import decode_bytes
 

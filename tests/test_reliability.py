@@ -36,8 +36,13 @@ def snapshot(directory):
 
 def start_build(docs, directory):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "rag_qa.cli", "index", str(docs), "--index-dir", str(directory)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rag_qa.cli", "index", str(docs), "--index-dir", str(directory)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
 
 
 def kill_when(proc, ready, timeout=120):
@@ -189,7 +194,13 @@ def write_bad_folder(docs: Path) -> tuple[Path, dict[str, str]]:
     locked = docs / "locked.txt"
     locked.write_text("Nobody may read this.")
     locked.chmod(0)
-    return docs, {"empty.txt": "empty", "image.txt": "binary", "broken.pdf": "PDF", "rows.jsonl:2": "invalid JSON", "locked.txt": "Permission denied"}
+    return docs, {
+        "empty.txt": "empty",
+        "image.txt": "binary",
+        "broken.pdf": "PDF",
+        "rows.jsonl:2": "invalid JSON",
+        "locked.txt": "Permission denied",
+    }
 
 
 def check_skips(skipped: list[tuple[str, str]], expected: dict[str, str]) -> None:
@@ -205,7 +216,12 @@ def test_bad_folder_through_the_api(tmp_path, unreadable_as_root, write_corpus):
     check_skips(report.skipped, expected)
     assert report.documents == 6 + 4  # the fixture corpus, then latin, wide, controls and the good JSONL line
     index = Index.load(tmp_path / "index")
-    for query, word in [("French dessert", "Crème brûlée"), ("Donau Meer", "fließt"), ("bell noon", "bell"), ("tide", "tide")]:
+    for query, word in [
+        ("French dessert", "Crème brûlée"),
+        ("Donau Meer", "fließt"),
+        ("bell noon", "bell"),
+        ("tide", "tide"),
+    ]:
         assert word in index.search(query, k=1, mode="bm25")[0].passage.text
 
 
@@ -217,17 +233,22 @@ def test_bad_folder_through_the_cli(tmp_path, unreadable_as_root, write_corpus):
     docs, expected = write_bad_folder(write_corpus(tmp_path / "docs"))
     result = CliRunner().invoke(cli, ["index", str(docs), "--index-dir", str(tmp_path / "index"), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{\n") if "{\n" in result.output else result.output.index("{"):])
+    report = json.loads(
+        result.output[result.output.index("{\n") if "{\n" in result.output else result.output.index("{") :]
+    )
     check_skips([(s["path"], s["reason"]) for s in report["skipped"]], expected)
     assert report["documents"] == 10
 
 
-@pytest.mark.parametrize("question, error", [
-    ("", "query is empty"),
-    ("   \n\t", "query is empty"),
-    ("\x00\x01\x1b", "query is empty"),
-    ("x" * 100_000, "characters"),
-])
+@pytest.mark.parametrize(
+    "question, error",
+    [
+        ("", "query is empty"),
+        ("   \n\t", "query is empty"),
+        ("\x00\x01\x1b", "query is empty"),
+        ("x" * 100_000, "characters"),
+    ],
+)
 def test_bad_questions_through_the_api(built_index, tiny_qa_base, question, error):
     from rag_qa import RagQA, RagQAError
 
@@ -236,12 +257,15 @@ def test_bad_questions_through_the_api(built_index, tiny_qa_base, question, erro
         qa.ask(question)
 
 
-@pytest.mark.parametrize("kind, error", [
-    ("empty", "no config.json"),
-    ("noweights", "no safetensors weights"),
-    ("pickle", "pytorch_model.bin"),
-    ("remote", "remote code"),
-])
+@pytest.mark.parametrize(
+    "kind, error",
+    [
+        ("empty", "no config.json"),
+        ("noweights", "no safetensors weights"),
+        ("pickle", "pytorch_model.bin"),
+        ("remote", "remote code"),
+    ],
+)
 def test_bad_model_directories_through_the_api(tmp_path, kind, error, bad_reader, write_corpus):
     from rag_qa import RagQAError, Reader
 

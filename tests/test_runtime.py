@@ -30,7 +30,15 @@ def test_windows_match_the_transformers_tokenizer():
 
     path = default_reader_path()
     hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    expected = hf(QUESTIONS, CONTEXTS, truncation="only_second", max_length=64, stride=16, return_overflowing_tokens=True, return_offsets_mapping=True)
+    expected = hf(
+        QUESTIONS,
+        CONTEXTS,
+        truncation="only_second",
+        max_length=64,
+        stride=16,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
     windows = FastTokenizer(path).windows(QUESTIONS, CONTEXTS, max_length=64, stride=16)
 
     assert len(windows) == len(expected["input_ids"]) > len(CONTEXTS)
@@ -59,7 +67,9 @@ def test_texts_match_the_transformers_tokenizer():
 def test_onnx_reader_gives_the_answers_of_torch(tiny_qa_base):
     passages = [Passage(f"p{i}", f"d{i}", f"d{i}.txt", text, 0, len(text)) for i, text in enumerate(CONTEXTS)]
     settings = dict(max_seq_length=64, doc_stride=16, no_answer_threshold=float("-inf"))
-    torch_answers = Reader(tiny_qa_base, runtime="torch", precision="float32", **settings).read(QUESTIONS[0], passages, top_k=5)
+    torch_answers = Reader(tiny_qa_base, runtime="torch", precision="float32", **settings).read(
+        QUESTIONS[0], passages, top_k=5
+    )
     onnx_reader = Reader(tiny_qa_base, runtime="onnx", **settings)
     onnx_answers = onnx_reader.read(QUESTIONS[0], passages, top_k=5)
     assert onnx_reader.backend == "onnx float32"
@@ -68,12 +78,17 @@ def test_onnx_reader_gives_the_answers_of_torch(tiny_qa_base):
 
 
 def test_int8_reader_is_smaller_and_still_reads(tiny_qa_base):
-    reader = Reader(tiny_qa_base, runtime="onnx-int8", max_seq_length=64, doc_stride=16, no_answer_threshold=float("-inf"))
+    reader = Reader(
+        tiny_qa_base, runtime="onnx-int8", max_seq_length=64, doc_stride=16, no_answer_threshold=float("-inf")
+    )
     passage = Passage("p", "d", "d.txt", CONTEXTS[1], 0, len(CONTEXTS[1]))
     (answer,) = reader.read(QUESTIONS[1], [passage], top_k=1)
     assert passage.text[answer.start : answer.end] == answer.text != ""
     sha = weights_sha256(tiny_qa_base)
-    assert onnx_file(tiny_qa_base, "reader", sha, quantized=True).stat().st_size < 0.5 * onnx_file(tiny_qa_base, "reader", sha).stat().st_size
+    assert (
+        onnx_file(tiny_qa_base, "reader", sha, quantized=True).stat().st_size
+        < 0.5 * onnx_file(tiny_qa_base, "reader", sha).stat().st_size
+    )
 
 
 def test_onnx_encoder_gives_the_vectors_of_torch(tiny_encoder):
@@ -135,7 +150,9 @@ def test_ask_starts_without_importing_torch(corpus_dir, tmp_path, monkeypatch):
         "print(result.output)\n"
         "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ), timeout=600, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ), timeout=600, check=True
+    ).stdout
     assert "HEAVY []" in out
     answers = json.loads(out[: out.rindex("HEAVY")])["answers"]
     assert answers and answers[0]["text"]

@@ -7,6 +7,7 @@ from typing import Iterable
 
 from rag_qa.text import normalize_answer
 
+
 def exact_match(prediction: str, truth: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(truth))
 

@@ -29,12 +29,20 @@ def predict_with_margin(reader: Reader, examples: list[QAExample], batch: int = 
         spans, nulls = reader.pair_spans([e.question for e in chunk], [e.context for e in chunk])
         for e, found, null in zip(chunk, spans, nulls):
             best = max(found, key=lambda s: s.score, default=None)
-            ranked = rank_answers([e.context[s.start : s.end] for s in found], [s.score for s in found], np.zeros(len(found)), null)
+            ranked = rank_answers(
+                [e.context[s.start : s.end] for s in found], [s.score for s in found], np.zeros(len(found)), null
+            )
             predictions[e.qid] = (e.context[best.start : best.end] if best else "", ranked.margin)
     return predictions
 
 
-def evaluate_reader(reader: Reader, data_path: str | Path, limit: int | None = None, held_out_only: bool = False, answerless: float = 0.0) -> dict[str, Any]:
+def evaluate_reader(
+    reader: Reader,
+    data_path: str | Path,
+    limit: int | None = None,
+    held_out_only: bool = False,
+    answerless: float = 0.0,
+) -> dict[str, Any]:
     """EM/F1 on gold passages. With ``answerless`` > 0 (or a SQuAD v2.0 file),
     also pairs questions with answerless paragraphs of their article and
     reports abstention (:func:`abstention_scores`)."""
@@ -49,7 +57,9 @@ def evaluate_reader(reader: Reader, data_path: str | Path, limit: int | None = N
     start = time.perf_counter()
     predictions = predict_with_margin(reader, answerable + unanswerable)
     seconds = time.perf_counter() - start
-    scores = squad_scores({e.qid: predictions[e.qid][0] for e in answerable}, {e.qid: list(e.answer_texts) for e in answerable})
+    scores = squad_scores(
+        {e.qid: predictions[e.qid][0] for e in answerable}, {e.qid: list(e.answer_texts) for e in answerable}
+    )
     results = {
         "exact_match": scores["exact_match"],
         "f1": scores["f1"],
@@ -60,11 +70,18 @@ def evaluate_reader(reader: Reader, data_path: str | Path, limit: int | None = N
         "max_seq_length": reader.config.max_seq_length,
     }
     if unanswerable:
-        results["abstention"] = abstention_scores(answerable, unanswerable, predictions, reader.config.no_answer_threshold)
+        results["abstention"] = abstention_scores(
+            answerable, unanswerable, predictions, reader.config.no_answer_threshold
+        )
     return results
 
 
-def abstention_scores(answerable: list[QAExample], unanswerable: list[QAExample], predictions: dict[str, tuple[str, float]], threshold: float) -> dict[str, Any]:
+def abstention_scores(
+    answerable: list[QAExample],
+    unanswerable: list[QAExample],
+    predictions: dict[str, tuple[str, float]],
+    threshold: float,
+) -> dict[str, Any]:
     """SQuAD v2.0 scores: HasAns EM/F1, NoAns accuracy and overall EM/F1, at
     ``threshold`` (the reader's) and at the threshold that maximises overall EM.
 
@@ -100,6 +117,8 @@ def abstention_scores(answerable: list[QAExample], unanswerable: list[QAExample]
         "at_reader_threshold": at(threshold),
         "at_best_threshold": max(rows, key=lambda r: (r["exact_match"], r["f1"])),
         # the most abstention that costs answerable questions at most 2 EM points
-        "at_2_points_has_ans_cost": max((r for r in rows if r["has_ans_exact_match"] >= always - 2), key=lambda r: r["no_ans_accuracy"]),
+        "at_2_points_has_ans_cost": max(
+            (r for r in rows if r["has_ans_exact_match"] >= always - 2), key=lambda r: r["no_ans_accuracy"]
+        ),
         "always_abstain_exact_match": 100 * len(unanswerable) / (n_has + len(unanswerable)),
     }

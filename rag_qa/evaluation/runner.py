@@ -20,10 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rag_qa.data import QAExample, held_out_role, read_beir, read_squad, split_by_article, squad_paragraphs
 from rag_qa.errors import InputError
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.evaluation.retrieval_metrics import dedupe, mrr_at_k, ndcg_at_k, recall_at_k
-from rag_qa.data import QAExample, held_out_role, read_beir, read_squad, split_by_article, squad_paragraphs
 
 RECALL_KS = (1, 5, 20, 100)
 
@@ -37,7 +37,9 @@ class EvalSet:
     examples: list[QAExample] = field(default_factory=list)  # SQuAD only: for the reader
 
 
-def squad_eval_set(path: str | Path, held_out: bool = False, limit: int | None = None, seed: int = 0, role: str = "test") -> EvalSet:
+def squad_eval_set(
+    path: str | Path, held_out: bool = False, limit: int | None = None, seed: int = 0, role: str = "test"
+) -> EvalSet:
     """Questions with their paragraphs as the corpus. ``held_out``: the
     paragraphs of the held-out articles, and the questions of one half of
     them (``role``, see :func:`held_out_role`)."""
@@ -60,12 +62,19 @@ def squad_eval_set(path: str | Path, held_out: bool = False, limit: int | None =
     )
 
 
-def beir_eval_set(folder: str | Path, split: str = "test", limit: int | None = None, seed: int = 0, query_ids: set[str] | None = None) -> EvalSet:
+def beir_eval_set(
+    folder: str | Path, split: str = "test", limit: int | None = None, seed: int = 0, query_ids: set[str] | None = None
+) -> EvalSet:
     beir = read_beir(folder, split)
     queries = [(q, text) for q, text in beir.queries if query_ids is None or q in query_ids]
     if limit and len(queries) > limit:
         queries = random.Random(seed).sample(queries, limit)
-    return EvalSet(name=f"{Path(folder).name} ({split})", corpus=beir.corpus, queries=queries, qrels={q: beir.qrels[q] for q, _ in queries})
+    return EvalSet(
+        name=f"{Path(folder).name} ({split})",
+        corpus=beir.corpus,
+        queries=queries,
+        qrels={q: beir.qrels[q] for q, _ in queries},
+    )
 
 
 def ensure_index(eval_set: EvalSet, index_dir: Path, encoder: str | Path | None, show_progress: bool):
@@ -74,7 +83,9 @@ def ensure_index(eval_set: EvalSet, index_dir: Path, encoder: str | Path | None,
 
     index_dir.mkdir(parents=True, exist_ok=True)
     corpus_file = index_dir / ".corpus.jsonl"
-    corpus_file.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in eval_set.corpus) + "\n", encoding="utf-8")
+    corpus_file.write_text(
+        "\n".join(json.dumps(d, ensure_ascii=False) for d in eval_set.corpus) + "\n", encoding="utf-8"
+    )
     build_index([corpus_file], index_dir, encoder=encoder, show_progress=show_progress)
     return Index.load(index_dir, encoder=encoder)
 
@@ -93,7 +104,9 @@ def retrieval_scores(index, eval_set: EvalSet, mode: str, batch: int = 64) -> di
     for k in RECALL_KS:
         out[f"recall@{k}"] = float(np.mean([recall_at_k(r, g, k) for r, g in zip(rankings, rel)]))
     out["mrr@10"] = float(np.mean([mrr_at_k(r, g, 10) for r, g in zip(rankings, rel)]))
-    out["ndcg@10"] = float(np.mean([ndcg_at_k(r, eval_set.qrels[qid], 10) for r, (qid, _) in zip(rankings, eval_set.queries)]))
+    out["ndcg@10"] = float(
+        np.mean([ndcg_at_k(r, eval_set.qrels[qid], 10) for r, (qid, _) in zip(rankings, eval_set.queries)])
+    )
     out["queries_per_s"] = len(texts) / seconds if seconds else 0.0
     return out
 
@@ -112,7 +125,12 @@ def run_eval(
         raise InputError(f"{eval_set.name} has no questions to evaluate")
     with tempfile.TemporaryDirectory() as tmp:
         index = ensure_index(eval_set, Path(index_dir) if index_dir else Path(tmp) / "index", encoder, show_progress)
-        results: dict[str, Any] = {"dataset": eval_set.name, "questions": len(eval_set.queries), "documents": len(eval_set.corpus), "passages": len(index)}
+        results: dict[str, Any] = {
+            "dataset": eval_set.name,
+            "questions": len(eval_set.queries),
+            "documents": len(eval_set.corpus),
+            "passages": len(index),
+        }
         results["modes"] = {mode: retrieval_scores(index, eval_set, mode) for mode in modes}
         if reader is not None and eval_set.examples:
             from rag_qa.evaluation.reader_eval import predict_gold
@@ -120,7 +138,11 @@ def run_eval(
             refs = {e.qid: list(e.answer_texts) for e in eval_set.examples}
             start = time.perf_counter()
             gold = squad_scores(predict_gold(reader, eval_set.examples), refs)
-            results["reader_gold_passage"] = {"exact_match": gold["exact_match"], "f1": gold["f1"], "passages_per_s": len(refs) / (time.perf_counter() - start)}
+            results["reader_gold_passage"] = {
+                "exact_match": gold["exact_match"],
+                "f1": gold["f1"],
+                "passages_per_s": len(refs) / (time.perf_counter() - start),
+            }
             # Open-domain QA is scored on the top answer; the same answers with the
             # reader's no-answer threshold applied (an abstention counts as wrong)
             # show what `ragqa ask` returns.
@@ -129,7 +151,9 @@ def run_eval(
             qa, threshold = RagQA(index, reader), reader.config.no_answer_threshold
             top, kept = {}, {}
             for e in eval_set.examples:
-                result = qa.ask_full(e.question, top_k_passages=10, top_k_answers=1, mode=e2e_mode, no_answer_threshold=float("-inf"))
+                result = qa.ask_full(
+                    e.question, top_k_passages=10, top_k_answers=1, mode=e2e_mode, no_answer_threshold=float("-inf")
+                )
                 top[e.qid] = result.answers[0].text if result.answers else ""
                 kept[e.qid] = top[e.qid] if result.no_answer_margin >= threshold else ""
             e2e, strict = squad_scores(top, refs), squad_scores(kept, refs)
@@ -150,17 +174,29 @@ def run_eval(
 
 def format_table(results: dict[str, Any]) -> str:
     header = ["mode"] + [f"R@{k}" for k in RECALL_KS] + ["MRR@10", "nDCG@10", "queries/s"]
-    lines = [f"{results['dataset']}: {results['questions']:,} questions, {results['documents']:,} documents, {results['passages']:,} passages", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"{results['dataset']}: {results['questions']:,} questions, {results['documents']:,} documents, {results['passages']:,} passages",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for mode, m in results["modes"].items():
-        cells = [mode] + [f"{m[f'recall@{k}']:.3f}" for k in RECALL_KS] + [f"{m['mrr@10']:.3f}", f"{m['ndcg@10']:.3f}", f"{m['queries_per_s']:.0f}"]
+        cells = (
+            [mode]
+            + [f"{m[f'recall@{k}']:.3f}" for k in RECALL_KS]
+            + [f"{m['mrr@10']:.3f}", f"{m['ndcg@10']:.3f}", f"{m['queries_per_s']:.0f}"]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     if "reader_gold_passage" in results:
         g = results["reader_gold_passage"]
-        lines.append(f"\nReader on the gold passage: EM {g['exact_match']:.1f}, F1 {g['f1']:.1f} ({g['passages_per_s']:.1f} passages/s)")
+        lines.append(
+            f"\nReader on the gold passage: EM {g['exact_match']:.1f}, F1 {g['f1']:.1f} ({g['passages_per_s']:.1f} passages/s)"
+        )
     if "end_to_end" in results:
         e = results["end_to_end"]
-        lines.append(f"End to end ({e['mode']}, top-{e['passages']} passages, top answer): EM {e['exact_match']:.1f}, F1 {e['f1']:.1f}")
+        lines.append(
+            f"End to end ({e['mode']}, top-{e['passages']} passages, top answer): EM {e['exact_match']:.1f}, F1 {e['f1']:.1f}"
+        )
         t = e.get("with_threshold")
         if t:
             lines.append(

@@ -36,7 +36,10 @@ class Candidates:
 
 
 def grid() -> list[FusionConfig]:
-    settings = [FusionConfig(method="rrf", rrf_k=k, bm25_weight=w, dense_weight=round(1 - w, 2)) for k, w in itertools.product(RRF_KS, BM25_WEIGHTS)]
+    settings = [
+        FusionConfig(method="rrf", rrf_k=k, bm25_weight=w, dense_weight=round(1 - w, 2))
+        for k, w in itertools.product(RRF_KS, BM25_WEIGHTS)
+    ]
     settings += [FusionConfig(method="weighted", bm25_weight=w, dense_weight=round(1 - w, 2)) for w in BM25_WEIGHTS]
     return settings
 
@@ -45,7 +48,9 @@ def in_fit_half(qid: str) -> bool:
     return hashlib.sha1(qid.encode("utf-8")).digest()[0] % 2 == 0
 
 
-def collect(index, queries: Sequence[tuple[str, str]], qrels: dict[str, dict[str, float]], depth: int = 100, batch: int = 64) -> list[Candidates]:
+def collect(
+    index, queries: Sequence[tuple[str, str]], qrels: dict[str, dict[str, float]], depth: int = 100, batch: int = 64
+) -> list[Candidates]:
     """BM25 and dense candidates for every question, from one search each."""
     row_of = {p.passage_id: i for i, p in enumerate(index.passages)}
     out = []
@@ -55,13 +60,22 @@ def collect(index, queries: Sequence[tuple[str, str]], qrels: dict[str, dict[str
         bm25 = index.search_batch(texts, k=depth, mode="bm25")
         dense = index.search_batch(texts, k=depth, mode="dense")
         for (qid, _), b, d in zip(chunk, bm25, dense):
-            out.append(Candidates(qid, {row_of[h.passage.passage_id]: h.score for h in b}, {row_of[h.passage.passage_id]: h.score for h in d}, qrels[qid]))
+            out.append(
+                Candidates(
+                    qid,
+                    {row_of[h.passage.passage_id]: h.score for h in b},
+                    {row_of[h.passage.passage_id]: h.score for h in d},
+                    qrels[qid],
+                )
+            )
     return out
 
 
 def fuse(c: Candidates, setting: FusionConfig, k: int = 100) -> list[int]:
     if setting.method == "rrf":
-        fused = reciprocal_rank_fusion([list(c.bm25), list(c.dense)], k=setting.rrf_k, weights=[setting.bm25_weight, setting.dense_weight])
+        fused = reciprocal_rank_fusion(
+            [list(c.bm25), list(c.dense)], k=setting.rrf_k, weights=[setting.bm25_weight, setting.dense_weight]
+        )
     else:
         fused = weighted_fusion([c.bm25, c.dense], [setting.bm25_weight, setting.dense_weight])
     return [row for row, _ in rank_fused(fused, k)]
@@ -78,13 +92,19 @@ def score(cands: Sequence[Candidates], setting: FusionConfig, doc_of_row: Sequen
 
 
 def describe(setting: FusionConfig) -> dict[str, Any]:
-    out: dict[str, Any] = {"method": setting.method, "bm25_weight": setting.bm25_weight, "dense_weight": setting.dense_weight}
+    out: dict[str, Any] = {
+        "method": setting.method,
+        "bm25_weight": setting.bm25_weight,
+        "dense_weight": setting.dense_weight,
+    }
     if setting.method == "rrf":
         out["rrf_k"] = setting.rrf_k
     return out
 
 
-def tune(datasets: dict[str, tuple[list[Candidates], Sequence[str]]], current: FusionConfig = FusionConfig()) -> dict[str, Any]:
+def tune(
+    datasets: dict[str, tuple[list[Candidates], Sequence[str]]], current: FusionConfig = FusionConfig()
+) -> dict[str, Any]:
     """Pick the setting with the best fit-half nDCG@10 summed over ``datasets``
     (name -> (candidates, document id of each index row)); report both halves."""
     halves = {
@@ -93,7 +113,9 @@ def tune(datasets: dict[str, tuple[list[Candidates], Sequence[str]]], current: F
     }
     for name, (fit, test, _) in halves.items():
         if not fit or not test:
-            raise InputError(f"{name} has too few held-out questions to both choose and report ({len(fit)} + {len(test)}): use a larger data set")
+            raise InputError(
+                f"{name} has too few held-out questions to both choose and report ({len(fit)} + {len(test)}): use a larger data set"
+            )
     table = []
     for setting in grid():
         fit = {name: score(f, setting, docs) for name, (f, _, docs) in halves.items()}
@@ -121,5 +143,7 @@ def format_report(report: dict[str, Any]) -> str:
     for name, d in report["datasets"].items():
         for label in ("chosen", "current", "bm25_only", "dense_only"):
             m = d[f"test_{label}"]
-            lines.append(f"| {name} | {d['questions']['test']} | {label.replace('_', ' ')} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} | {m['recall@5']:.4f} | {m['recall@20']:.4f} |")
+            lines.append(
+                f"| {name} | {d['questions']['test']} | {label.replace('_', ' ')} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} | {m['recall@5']:.4f} | {m['recall@20']:.4f} |"
+            )
     return "\n".join(lines)

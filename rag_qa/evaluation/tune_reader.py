@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from rag_qa.evaluation.metrics import exact_match
 from rag_qa.data import QAExample, article_title, held_out_role, read_squad, split_by_article, squad_paragraphs
+from rag_qa.evaluation.metrics import exact_match
 from rag_qa.reading.reader import READER_SETTINGS, Reader
 from rag_qa.reading.scoring import rank_answers, relative_retriever_scores
 
@@ -67,7 +67,15 @@ def collect(reader: Reader, index, examples: list[QAExample], k: int, exclude_go
                 texts.append(passages[i].text[sp.start : sp.end])
                 logits.append(sp.score)
                 retr.append(relative[i])
-        out.append(Candidates(texts, np.asarray(logits), np.asarray(retr), float(min(null)) if len(null) else np.inf, list(e.answer_texts)))
+        out.append(
+            Candidates(
+                texts,
+                np.asarray(logits),
+                np.asarray(retr),
+                float(min(null)) if len(null) else np.inf,
+                list(e.answer_texts),
+            )
+        )
     return out
 
 
@@ -89,12 +97,22 @@ def ece(confidences: list[float], correct: list[float], bins: int = 10) -> tuple
     for lo, hi in zip(edges[:-1], edges[1:]):
         sel = (conf >= lo) & ((conf < hi) | (hi == 1.0))
         if sel.any():
-            table.append({"from": float(lo), "to": float(hi), "count": int(sel.sum()), "confidence": float(conf[sel].mean()), "accuracy": float(corr[sel].mean())})
+            table.append(
+                {
+                    "from": float(lo),
+                    "to": float(hi),
+                    "count": int(sel.sum()),
+                    "confidence": float(conf[sel].mean()),
+                    "accuracy": float(corr[sel].mean()),
+                }
+            )
             err += sel.sum() / len(conf) * abs(conf[sel].mean() - corr[sel].mean())
     return float(err), table
 
 
-def tune(reader: Reader, data_path: str | Path, questions: int = 400, k: int = 10, seed: int = 0, show_progress: bool = True) -> dict[str, Any]:
+def tune(
+    reader: Reader, data_path: str | Path, questions: int = 400, k: int = 10, seed: int = 0, show_progress: bool = True
+) -> dict[str, Any]:
     """Fit the settings on held-out articles of ``data_path``; returns them with a report."""
     from scipy.optimize import minimize_scalar
 
@@ -108,7 +126,10 @@ def tune(reader: Reader, data_path: str | Path, questions: int = 400, k: int = 1
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "heldout.jsonl"
         paragraphs = squad_paragraphs(held)
-        corpus.write_text("\n".join(json.dumps({"id": str(i), "title": t, "text": c}) for i, (c, t) in enumerate(paragraphs.items())) + "\n")
+        corpus.write_text(
+            "\n".join(json.dumps({"id": str(i), "title": t, "text": c}) for i, (c, t) in enumerate(paragraphs.items()))
+            + "\n"
+        )
         index = Index.build([corpus], Path(tmp) / "index", show_progress=show_progress)
         answerable = collect(reader, index, sample, k, exclude_gold=False)
         unanswerable = collect(reader, index, sample, k, exclude_gold=True)
@@ -116,6 +137,7 @@ def tune(reader: Reader, data_path: str | Path, questions: int = 400, k: int = 1
     fit, test = answerable[:half], answerable[half:]
     em_by_w = {w: float(np.mean([_em(c, _top_answer(c, w)[0]) if c.texts else 0.0 for c in fit])) for w in WEIGHTS}
     weight = max(WEIGHTS, key=lambda w: (em_by_w[w], -w))
+
     def log_loss(log_t: float) -> float:
         t = float(np.exp(log_t))
         total = 0.0
@@ -159,7 +181,8 @@ def tune(reader: Reader, data_path: str | Path, questions: int = 400, k: int = 1
         "temperature": temperature,
         "no_answer_threshold": threshold if np.isfinite(threshold) else -1e9,
         "test_em_top1": 100 * float(np.mean(correct)) if correct else 0.0,
-        "test_em_reader_only": 100 * float(np.mean([_em(c, _top_answer(c, 0.0, temperature)[0]) if c.texts else 0.0 for c in test])),
+        "test_em_reader_only": 100
+        * float(np.mean([_em(c, _top_answer(c, 0.0, temperature)[0]) if c.texts else 0.0 for c in test])),
         "test_ece_before": ece(raw, correct)[0],
         "test_ece_after": ece(confidences, correct)[0],
         "test_reliability": ece(confidences, correct)[1],

@@ -13,6 +13,7 @@ from rag_qa.config import ChunkingConfig
 from rag_qa.text import sentence_ranges, word_spans
 from rag_qa.types import Document, Passage
 
+
 def _units(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
     """Sentences, with any sentence longer than ``size`` words cut into pieces."""
     units = []

@@ -73,7 +73,9 @@ def detect_encoding(head: bytes) -> str:
     return decode_bytes(head[: len(head) - 4] if len(head) > 4 else head)[1]
 
 
-_WESTERN_SYMBOLS = set("\u2018\u2019\u201a\u201c\u201d\u201e\u2013\u2014\u2026\u2022\u20ac\u2122\xa0\xa1\xa2\xa3\xa7\xa9\xab\xae\xb0\xb1\xb2\xb3\xb4\xb5\xb7\xbb\xbc\xbd\xbe\xbf\xd7\xf7")
+_WESTERN_SYMBOLS = set(
+    "\u2018\u2019\u201a\u201c\u201d\u201e\u2013\u2014\u2026\u2022\u20ac\u2122\xa0\xa1\xa2\xa3\xa7\xa9\xab\xae\xb0\xb1\xb2\xb3\xb4\xb5\xb7\xbb\xbc\xbd\xbe\xbf\xd7\xf7"
+)
 
 
 def _looks_western(data: bytes) -> bool:
@@ -90,7 +92,9 @@ def _looks_western(data: bytes) -> bool:
         text = sample.decode("cp1252")
     except UnicodeDecodeError:
         return False
-    in_runs = sum(1 for i in high if (i + 1 < len(sample) and sample[i + 1] >= 0x80) or (i > 0 and sample[i - 1] >= 0x80))
+    in_runs = sum(
+        1 for i in high if (i + 1 < len(sample) and sample[i + 1] >= 0x80) or (i > 0 and sample[i - 1] >= 0x80)
+    )
     return in_runs / len(high) < 0.6 and all(ch.isalpha() or ch in _WESTERN_SYMBOLS for ch in text if ord(ch) >= 0x80)
 
 

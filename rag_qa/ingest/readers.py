@@ -45,7 +45,12 @@ class IngestReport:
         logger.warning("skipped %s: %s", path, reason)
 
 
-def iter_files(paths: Iterable[str | Path], report: IngestReport, skip_hidden: bool = True, skip_dir: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+def iter_files(
+    paths: Iterable[str | Path],
+    report: IngestReport,
+    skip_hidden: bool = True,
+    skip_dir: Callable[[Path], bool] | None = None,
+) -> Iterator[Path]:
     """Yield the supported files under ``paths`` in a stable (sorted) order.
 
     A path that does not exist raises :class:`InputError`. Symbolic links to
@@ -60,11 +65,20 @@ def iter_files(paths: Iterable[str | Path], report: IngestReport, skip_hidden: b
             if path.suffix.lower() in SUPPORTED_EXTENSIONS:
                 yield path
             else:
-                report.skip(path, f"unsupported file type {path.suffix or '(none)'}; ragqa reads {', '.join(SUPPORTED_EXTENSIONS)}")
+                report.skip(
+                    path,
+                    f"unsupported file type {path.suffix or '(none)'}; ragqa reads {', '.join(SUPPORTED_EXTENSIONS)}",
+                )
             continue
-        for root, dirs, files in os.walk(path, followlinks=False, onerror=lambda e: report.skip(e.filename, e.strerror or str(e))):
+        for root, dirs, files in os.walk(
+            path, followlinks=False, onerror=lambda e: report.skip(e.filename, e.strerror or str(e))
+        ):
             dirs[:] = sorted(
-                d for d in dirs if d not in _SKIP_DIRS and not (skip_hidden and d.startswith(".")) and not (skip_dir and skip_dir(Path(root) / d))
+                d
+                for d in dirs
+                if d not in _SKIP_DIRS
+                and not (skip_hidden and d.startswith("."))
+                and not (skip_dir and skip_dir(Path(root) / d))
             )
             for name in sorted(files):
                 if skip_hidden and name.startswith("."):
@@ -118,7 +132,10 @@ def read_file(file: Path, report: IngestReport, max_file_mb: float = 64.0) -> li
         report.skip(file, "empty file")
         return []
     if size > max_file_mb * 1024 * 1024 and file.suffix.lower() not in _PLAIN:
-        report.skip(file, f"{size / 2**20:.0f} MB is over max_file_mb={max_file_mb:g}; raise it in the index config to read this file")
+        report.skip(
+            file,
+            f"{size / 2**20:.0f} MB is over max_file_mb={max_file_mb:g}; raise it in the index config to read this file",
+        )
         return []
     try:
         data = file.read_bytes()
@@ -242,7 +259,13 @@ def _stream_text(file: Path, report: IngestReport) -> Iterator[Document]:
                 report.skip(file, f"{exc.strerror or exc} after {fed} bytes; the text before was indexed")
                 return
     if errors.count:
-        logger.warning("%s: %d bytes are not valid %s (first at byte %d): read as U+FFFD", file, errors.count, encoding, errors.first)
+        logger.warning(
+            "%s: %d bytes are not valid %s (first at byte %d): read as U+FFFD",
+            file,
+            errors.count,
+            encoding,
+            errors.first,
+        )
     if part == 0:
         report.skip(file, "no text in file")
     else:
@@ -294,7 +317,9 @@ def _read_html(markup: str, doc_id: str, source: str, file: Path, encoding: str)
         tag.decompose()
     blocks = [line.strip() for line in soup.get_text("\n").splitlines()]
     text = "\n".join(line for line in blocks if line)
-    return Document(doc_id=doc_id, source=source, text=text, title=title or _title(file), metadata={"encoding": encoding})
+    return Document(
+        doc_id=doc_id, source=source, text=text, title=title or _title(file), metadata={"encoding": encoding}
+    )
 
 
 def _read_pdf(data: bytes, doc_id: str, source: str, file: Path) -> Document:

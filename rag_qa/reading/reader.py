@@ -53,7 +53,9 @@ class ReaderConfig(Config):
     @model_validator(mode="after")
     def _check(self) -> "ReaderConfig":
         if self.doc_stride >= self.max_seq_length:
-            raise InputError(f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length})")
+            raise InputError(
+                f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length})"
+            )
         return self
 
     def with_fitted(self, fitted: dict[str, Any]) -> "ReaderConfig":
@@ -136,7 +138,9 @@ class Reader:
         try:
             device = resolve_device(self.config.device)
             dtype = getattr(torch, resolve_precision(self.config.precision, device))
-            model = AutoModelForQuestionAnswering.from_pretrained(str(self.path), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=dtype)
+            model = AutoModelForQuestionAnswering.from_pretrained(
+                str(self.path), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=dtype
+            )
         except (OSError, ValueError) as exc:
             raise ModelError(f"reader directory {self.path} could not be loaded: {exc}".replace("\n", " ")) from exc
         import inspect
@@ -192,14 +196,22 @@ class Reader:
         for w, ctx_index in enumerate(windows.sample_map):
             seq_ids = windows.sequence_ids[w]
             offsets = [o if seq_ids[j] == 1 else None for j, o in enumerate(windows.offsets[w])]
-            found, null_score = decode_window(start_logits[w], end_logits[w], offsets, self.config.max_answer_length, self.config.top_n, window=w)
+            found, null_score = decode_window(
+                start_logits[w], end_logits[w], offsets, self.config.max_answer_length, self.config.top_n, window=w
+            )
             per_context[ctx_index].extend(found)
             # As in SQuAD 2.0 decoding: the window most sure that it holds an answer decides.
             null[ctx_index] = min(null[ctx_index], null_score)
         return per_context, null
 
     # ------------------------------------------------------------------ answers
-    def read(self, question: str, passages: Sequence[Passage], top_k: int = 3, retriever_scores: Sequence[float] | None = None) -> list[Answer]:
+    def read(
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        top_k: int = 3,
+        retriever_scores: Sequence[float] | None = None,
+    ) -> list[Answer]:
         """The ``top_k`` best answers to ``question`` in ``passages``, best first.
 
         Spans with the same normalised text are merged (their probabilities
@@ -210,7 +222,12 @@ class Reader:
         return answers
 
     def read_with_null(
-        self, question: str, passages: Sequence[Passage], top_k: int = 3, retriever_scores: Sequence[float] | None = None, no_answer_threshold: float | None = None
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        top_k: int = 3,
+        retriever_scores: Sequence[float] | None = None,
+        no_answer_threshold: float | None = None,
     ) -> tuple[list[Answer], float]:
         """Like :meth:`read`, also returning the margin of the best span over
         no-answer. ``no_answer_threshold`` overrides the configured one
@@ -236,7 +253,9 @@ class Reader:
         answers = []
         for prob, j in ranked.answers[:top_k]:
             span, i = cands[j]
-            answers.append(self._answer(prob, span, passages[i], retriever_scores[i] if retriever_scores is not None else None))
+            answers.append(
+                self._answer(prob, span, passages[i], retriever_scores[i] if retriever_scores is not None else None)
+            )
         return answers, ranked.margin
 
     @staticmethod

@@ -52,7 +52,10 @@ class BM25Retriever:
                 cols.append(vocab.setdefault(tok, len(vocab)))
         n_terms = max(len(vocab), 1)
         tf = sparse.csc_matrix(
-            (np.ones(len(rows), dtype=np.float64), (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
+            (
+                np.ones(len(rows), dtype=np.float64),
+                (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)),
+            ),
             shape=(max(n_docs, 1), n_terms),
         )
         tf.sum_duplicates()
@@ -111,7 +114,9 @@ class BM25Retriever:
             scores = np.where(mask, scores, 0.0)
         return top_k(scores, k, keep=scores > 0)
 
-    def search_batch(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    def search_batch(
+        self, queries: Sequence[str], k: int, mask: np.ndarray | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         return [self.search(q, k, mask) for q in queries]
 
 

@@ -107,7 +107,11 @@ def build_index(
 
         report = BuildReport(directory=directory, incremental=old is not None)
         ingest = IngestReport()
-        files = [f for f in iter_files(roots, ingest, skip_hidden=config.skip_hidden, skip_dir=storage.is_index_dir) if not any(_under(str(f), e) for e in excludes)]
+        files = [
+            f
+            for f in iter_files(roots, ingest, skip_hidden=config.skip_hidden, skip_dir=storage.is_index_dir)
+            if not any(_under(str(f), e) for e in excludes)
+        ]
         # Documents are chunked as they are read and only their hashes kept,
         # so a document's text is held once, as its passages.
         documents: dict[str, dict[str, str]] = {}
@@ -165,10 +169,19 @@ def build_index(
                 "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "roots": roots,
                 "excludes": excludes,
-                "counts": {"documents": len(documents), "passages": len(passages), "vocabulary": len(bm25._engine.vocab_dict)},
+                "counts": {
+                    "documents": len(documents),
+                    "passages": len(passages),
+                    "vocabulary": len(bm25._engine.vocab_dict),
+                },
                 "config": stored,
                 "encoder": encoder_info,
-                "faiss": {"type": describe_faiss(faiss_index), "factory": "Flat" if describe_faiss(faiss_index) == "Flat" else config.dense.faiss_factory, "ntotal": int(faiss_index.ntotal), "metric": "inner_product"},
+                "faiss": {
+                    "type": describe_faiss(faiss_index),
+                    "factory": "Flat" if describe_faiss(faiss_index) == "Flat" else config.dense.faiss_factory,
+                    "ntotal": int(faiss_index.ntotal),
+                    "metric": "inner_product",
+                },
                 "files": storage.checksums(tmp),
             }
             storage.commit(directory, tmp, gen_name, manifest)
@@ -185,7 +198,9 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _sources(paths: Iterable[str | Path] | None, remove: Iterable[str | Path], manifest: dict[str, Any], prune: bool) -> tuple[list[str], list[str]]:
+def _sources(
+    paths: Iterable[str | Path] | None, remove: Iterable[str | Path], manifest: dict[str, Any], prune: bool
+) -> tuple[list[str], list[str]]:
     """The paths to scan and the paths inside them to leave out, from what was
     asked and what the last build recorded."""
     given = list(dict.fromkeys(str(Path(p).resolve()) for p in paths or ()))
@@ -199,7 +214,9 @@ def _sources(paths: Iterable[str | Path] | None, remove: Iterable[str | Path], m
         elif any(_under(path, r) for r in roots):
             excludes.append(path)
         else:
-            raise InputError(f"{raw} is not in the index (it holds {', '.join(roots) or 'nothing'}): nothing was changed")
+            raise InputError(
+                f"{raw} is not in the index (it holds {', '.join(roots) or 'nothing'}): nothing was changed"
+            )
     gone = [r for r in roots if r not in given and not Path(r).exists()]
     for root in gone:
         logger.warning("%s, indexed before, no longer exists: its documents are dropped", root)
@@ -238,7 +255,9 @@ def _count_changes(report: BuildReport, documents: dict[str, dict[str, str]], ol
     report.removed = sum(1 for doc_id in before if doc_id not in documents)
 
 
-def _embed(texts: list[str], config: IndexConfig, old: dict[str, Any] | None, report: BuildReport, show_progress: bool) -> tuple[np.ndarray, dict[str, Any]]:
+def _embed(
+    texts: list[str], config: IndexConfig, old: dict[str, Any] | None, report: BuildReport, show_progress: bool
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Vectors for every text, reusing the old index's rows for unchanged texts."""
     from rag_qa.retrieval.encoder import Encoder
 
@@ -247,7 +266,9 @@ def _embed(texts: list[str], config: IndexConfig, old: dict[str, Any] | None, re
     # ONNX Runtime float32 (bench/retrieval_speed.py, 2-core bf16 CPU); ONNX Runtime is for
     # queries, where start-up time counts.
     runtime = "torch" if dense.runtime == "auto" else dense.runtime
-    encoder = Encoder(dense.encoder, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=runtime)
+    encoder = Encoder(
+        dense.encoder, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=runtime
+    )
     info = encoder.info().to_dict()
     reuse: dict[str, int] = {}
     old_vectors = None
@@ -256,7 +277,9 @@ def _embed(texts: list[str], config: IndexConfig, old: dict[str, Any] | None, re
         if len(old_vectors) == len(old["keys"]):
             reuse = {key: row for row, key in enumerate(old["keys"])}
         else:
-            raise IndexCorruptError(f"embeddings of the index at {report.directory} do not match its passages; {storage.rebuild_hint(report.directory)}")
+            raise IndexCorruptError(
+                f"embeddings of the index at {report.directory} do not match its passages; {storage.rebuild_hint(report.directory)}"
+            )
     elif old:
         report.note = "encoder changed: every passage re-embedded"
 

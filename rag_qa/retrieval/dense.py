@@ -78,7 +78,9 @@ class DenseRetriever:
     def on_gpu(self) -> bool:
         return type(self.index).__name__.startswith("Gpu")
 
-    def search_batch(self, query_vectors: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    def search_batch(
+        self, query_vectors: np.ndarray, k: int, mask: np.ndarray | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Top-``k`` rows and cosine scores per query.
 
         With a ``mask`` the allowed rows are scored exactly against the

@@ -30,7 +30,13 @@ class EncoderInfo:
     default: bool
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256, "dimension": self.dimension, "max_seq_length": self.max_seq_length, "default": self.default}
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "dimension": self.dimension,
+            "max_seq_length": self.max_seq_length,
+            "default": self.default,
+        }
 
 
 class Encoder:
@@ -41,7 +47,14 @@ class Encoder:
     sentence-transformers.
     """
 
-    def __init__(self, path: str | Path | None = None, device: str | None = None, batch_size: int = 16, precision: str = "auto", runtime: str = "auto"):
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        device: str | None = None,
+        batch_size: int = 16,
+        precision: str = "auto",
+        runtime: str = "auto",
+    ):
         self.is_default = path is None
         self.precision = precision
         self.runtime = runtime
@@ -71,7 +84,9 @@ class Encoder:
             if runtime != "torch":
                 if spec is None:
                     if self.runtime != "auto":
-                        raise ModelError(f"encoder directory {self.path} is not a plain transformer + pooling model, which the {runtime} runtime needs: use runtime torch")
+                        raise ModelError(
+                            f"encoder directory {self.path} is not a plain transformer + pooling model, which the {runtime} runtime needs: use runtime torch"
+                        )
                 else:
                     self._model = _OnnxPooled(self.path, spec, self.sha256, quantized=runtime == "onnx-int8")
                     return self._model
@@ -93,7 +108,11 @@ class Encoder:
                     model_kwargs={"dtype": dtype},
                 )
             except (OSError, ValueError, KeyError) as exc:
-                raise ModelError(f"encoder directory {self.path} could not be loaded as a sentence-transformers model: {exc}".replace("\n", " ")) from exc
+                raise ModelError(
+                    f"encoder directory {self.path} could not be loaded as a sentence-transformers model: {exc}".replace(
+                        "\n", " "
+                    )
+                ) from exc
         return self._model
 
     def info(self) -> EncoderInfo:
@@ -136,16 +155,31 @@ def _plain_pooling_spec(path: Path) -> dict | None:
     try:
         modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
         kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
-        if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]) or modules[0].get("path", "") != "":
+        if (
+            kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"])
+            or modules[0].get("path", "") != ""
+        ):
             return None
         pooling = json.loads((path / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
         settings_file = path / "sentence_bert_config.json"
         settings = json.loads(settings_file.read_text(encoding="utf-8")) if settings_file.is_file() else {}
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
-    modes = [k for k in ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
-                         "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken") if pooling.get(k)]
-    mode = pooling.get("pooling_mode") or ({"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}.get(modes[0]) if len(modes) == 1 else None)
+    modes = [
+        k
+        for k in (
+            "pooling_mode_cls_token",
+            "pooling_mode_mean_tokens",
+            "pooling_mode_max_tokens",
+            "pooling_mode_mean_sqrt_len_tokens",
+            "pooling_mode_weightedmean_tokens",
+            "pooling_mode_lasttoken",
+        )
+        if pooling.get(k)
+    ]
+    mode = pooling.get("pooling_mode") or (
+        {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}.get(modes[0]) if len(modes) == 1 else None
+    )
     if mode not in ("mean", "cls") or settings.get("do_lower_case") or pooling.get("include_prompt") is False:
         return None
     return {"mode": mode, "max_seq_length": settings.get("max_seq_length")}
@@ -164,13 +198,23 @@ class _PooledTransformer:
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            model = AutoModel.from_pretrained(str(path), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=dtype)
+            model = AutoModel.from_pretrained(
+                str(path), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=dtype
+            )
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"encoder directory {path} could not be loaded: {exc}".replace("\n", " ")) from exc
         self.model = model.to(device).eval()
         self.device = device
         self.mode = spec["mode"]
-        limits = [n for n in (spec["max_seq_length"], getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length) if n]
+        limits = [
+            n
+            for n in (
+                spec["max_seq_length"],
+                getattr(self.model.config, "max_position_embeddings", None),
+                self.tokenizer.model_max_length,
+            )
+            if n
+        ]
         self.max_seq_length = int(min(limits))
 
     def get_embedding_dimension(self) -> int:
@@ -184,7 +228,13 @@ class _PooledTransformer:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 rows = order[start : start + batch_size]
-                batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt").to(self.device)
+                batch = self.tokenizer(
+                    [texts[i] for i in rows],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_seq_length,
+                    return_tensors="pt",
+                ).to(self.device)
                 hidden = self.model(**batch).last_hidden_state.float()
                 if self.mode == "cls":
                     pooled = hidden[:, 0]
@@ -206,7 +256,11 @@ class _OnnxPooled:
         self.model = OnnxModel(path, "encoder", sha256, quantized=quantized)
         self.mode = spec["mode"]
         self.dimension = int(config["hidden_size"])
-        limits = [n for n in (spec["max_seq_length"], config.get("max_position_embeddings"), self.tokenizer.model_max_length) if n]
+        limits = [
+            n
+            for n in (spec["max_seq_length"], config.get("max_position_embeddings"), self.tokenizer.model_max_length)
+            if n
+        ]
         self.max_seq_length = int(min(limits))
 
     def get_embedding_dimension(self) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float] | None = None) -> dict[int, float]:
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float] | None = None
+) -> dict[int, float]:
     """``score(d) = sum_i w_i / (k + rank_i(d))`` with ranks starting at 1.
 
     ``rankings`` are lists of document ids, best first. Returns a dict from

@@ -29,7 +29,14 @@ class Index:
     index are loaded on the first dense or hybrid search, or by :meth:`warm_up`.
     """
 
-    def __init__(self, directory: Path, manifest: dict[str, Any], passages: list[Passage], bm25: BM25Retriever, encoder_path: str | Path | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        manifest: dict[str, Any],
+        passages: list[Passage],
+        bm25: BM25Retriever,
+        encoder_path: str | Path | None = None,
+    ):
         self.directory = directory
         self.manifest = manifest
         self.passages = passages
@@ -42,7 +49,13 @@ class Index:
 
     # ----------------------------------------------------------------- loading
     @classmethod
-    def load(cls, directory: str | Path = "index", encoder: str | Path | None = None, verify: bool = True, runtime: str | None = None) -> "Index":
+    def load(
+        cls,
+        directory: str | Path = "index",
+        encoder: str | Path | None = None,
+        verify: bool = True,
+        runtime: str | None = None,
+    ) -> "Index":
         """Load the index in ``directory``.
 
         ``encoder`` overrides the encoder recorded in the manifest; it must be
@@ -60,16 +73,26 @@ class Index:
             config = IndexConfig.from_dict(manifest["config"])
             bm25 = BM25Retriever.load(folder / "bm25", config.bm25, mmap=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise IndexCorruptError(f"index at {directory} could not be read ({type(exc).__name__}: {exc}); {storage.rebuild_hint(directory)}") from exc
+            raise IndexCorruptError(
+                f"index at {directory} could not be read ({type(exc).__name__}: {exc}); {storage.rebuild_hint(directory)}"
+            ) from exc
         if len(passages) != bm25.num_docs:
-            raise IndexCorruptError(f"index at {directory} has {len(passages)} passages but {bm25.num_docs} BM25 rows; {storage.rebuild_hint(directory)}")
+            raise IndexCorruptError(
+                f"index at {directory} has {len(passages)} passages but {bm25.num_docs} BM25 rows; {storage.rebuild_hint(directory)}"
+            )
         index = cls(directory, manifest, passages, bm25, encoder_path=encoder)
         if runtime is not None:
             index.config = config.replace(dense={"runtime": runtime})
         return index
 
     @classmethod
-    def build(cls, paths: Iterable[str | Path] | None = None, directory: str | Path = "index", config: IndexConfig | None = None, **kwargs: Any) -> "Index":
+    def build(
+        cls,
+        paths: Iterable[str | Path] | None = None,
+        directory: str | Path = "index",
+        config: IndexConfig | None = None,
+        **kwargs: Any,
+    ) -> "Index":
         """Build or update the index in ``directory`` and load it (see :func:`build_index`)."""
         from rag_qa.retrieval.builder import build_index
 
@@ -84,8 +107,14 @@ class Index:
 
             recorded = self.manifest["encoder"]
             dense = self.config.dense
-            path = self._encoder_path if self._encoder_path is not None else (None if recorded.get("default") else recorded["path"])
-            encoder = Encoder(path, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime)
+            path = (
+                self._encoder_path
+                if self._encoder_path is not None
+                else (None if recorded.get("default") else recorded["path"])
+            )
+            encoder = Encoder(
+                path, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime
+            )
             check_encoder_matches(recorded, encoder)
             self._encoder = encoder
         return self._encoder
@@ -108,7 +137,14 @@ class Index:
     def __len__(self) -> int:
         return len(self.passages)
 
-    def search(self, query: str, k: int = 10, mode: str = "hybrid", source: str | None = None, where: Mapping[str, Any] | None = None) -> list[ScoredPassage]:
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        mode: str = "hybrid",
+        source: str | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[ScoredPassage]:
         """The ``k`` best passages for ``query``.
 
         ``mode`` is ``bm25``, ``dense`` or ``hybrid``; ``source`` keeps only
@@ -117,7 +153,14 @@ class Index:
         """
         return self.search_batch([query], k=k, mode=mode, source=source, where=where)[0]
 
-    def search_batch(self, queries: Sequence[str], k: int = 10, mode: str = "hybrid", source: str | None = None, where: Mapping[str, Any] | None = None) -> list[list[ScoredPassage]]:
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        mode: str = "hybrid",
+        source: str | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[list[ScoredPassage]]:
         if mode not in MODES:
             raise InputError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
         if k < 1:
@@ -142,14 +185,18 @@ class Index:
             elif mode == "dense":
                 ranked = list(de.items())[:k]
             elif fusion.method == "rrf":
-                fused = reciprocal_rank_fusion([list(bm), list(de)], k=fusion.rrf_k, weights=[fusion.bm25_weight, fusion.dense_weight])
+                fused = reciprocal_rank_fusion(
+                    [list(bm), list(de)], k=fusion.rrf_k, weights=[fusion.bm25_weight, fusion.dense_weight]
+                )
                 ranked = rank_fused(fused, k)
             else:
                 ranked = rank_fused(weighted_fusion([bm, de], [fusion.bm25_weight, fusion.dense_weight]), k)
-            results.append([
-                ScoredPassage(self.passages[row], float(score), rank, bm.get(row), de.get(row))
-                for rank, (row, score) in enumerate(ranked, start=1)
-            ])
+            results.append(
+                [
+                    ScoredPassage(self.passages[row], float(score), rank, bm.get(row), de.get(row))
+                    for rank, (row, score) in enumerate(ranked, start=1)
+                ]
+            )
         return results
 
     def _mask(self, source: str | None, where: Mapping[str, Any] | None) -> np.ndarray | None:
@@ -157,7 +204,9 @@ class Index:
             return None
         mask = np.ones(len(self.passages), dtype=bool)
         if source:
-            mask &= np.fromiter((fnmatch.fnmatchcase(s, source) for s in self._sources), dtype=bool, count=len(self._sources))
+            mask &= np.fromiter(
+                (fnmatch.fnmatchcase(s, source) for s in self._sources), dtype=bool, count=len(self._sources)
+            )
         if where:
             mask &= np.fromiter(
                 (all(p.metadata.get(key) == value for key, value in where.items()) for p in self.passages),

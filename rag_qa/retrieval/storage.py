@@ -57,9 +57,13 @@ def rebuild_hint(directory: Path) -> str:
 def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     if not directory.exists():
-        raise IndexMissingError(f"no index at {directory}: build one with `ragqa index <your documents> --index-dir {directory}`")
+        raise IndexMissingError(
+            f"no index at {directory}: build one with `ragqa index <your documents> --index-dir {directory}`"
+        )
     if not path.is_file():
-        raise IndexMissingError(f"{directory} holds no ragqa index (no {MANIFEST}): build one with `ragqa index <your documents> --index-dir {directory}`")
+        raise IndexMissingError(
+            f"{directory} holds no ragqa index (no {MANIFEST}): build one with `ragqa index <your documents> --index-dir {directory}`"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -94,7 +98,9 @@ def verify(directory: Path, manifest: dict[str, Any]) -> None:
             raise IndexCorruptError(f"index file {path} is missing; {rebuild_hint(directory)}")
         size = path.stat().st_size
         if size != meta.get("bytes"):
-            raise IndexCorruptError(f"index file {path} has {size} bytes, the manifest says {meta.get('bytes')} (truncated or replaced); {rebuild_hint(directory)}")
+            raise IndexCorruptError(
+                f"index file {path} has {size} bytes, the manifest says {meta.get('bytes')} (truncated or replaced); {rebuild_hint(directory)}"
+            )
         if file_sha256(path) != meta.get("sha256"):
             raise IndexCorruptError(f"index file {path} fails its checksum (corrupted); {rebuild_hint(directory)}")
 

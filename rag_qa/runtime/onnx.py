@@ -41,7 +41,12 @@ def _export(model_dir: Path, kind: str, out: Path) -> None:
     cls = AutoModelForQuestionAnswering if kind == "reader" else AutoModel
     try:
         model = cls.from_pretrained(
-            str(model_dir), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=torch.float32, attn_implementation="eager"
+            str(model_dir),
+            local_files_only=True,
+            trust_remote_code=False,
+            use_safetensors=True,
+            dtype=torch.float32,
+            attn_implementation="eager",
         ).eval()
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"{kind} directory {model_dir} could not be loaded: {exc}".replace("\n", " ")) from exc
@@ -60,13 +65,27 @@ def _export(model_dir: Path, kind: str, out: Path) -> None:
             return tuple(getattr(result, o) for o in outputs)
 
     example = torch.full((2, 16), 100, dtype=torch.long)
-    args = tuple(torch.zeros_like(example) if n == "token_type_ids" else (torch.ones_like(example) if n == "attention_mask" else example) for n in names)
+    args = tuple(
+        torch.zeros_like(example)
+        if n == "token_type_ids"
+        else (torch.ones_like(example) if n == "attention_mask" else example)
+        for n in names
+    )
     axes = {n: {0: "batch", 1: "sequence"} for n in names + outputs}
     import warnings
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer notes about Python conditions on shapes; checked by the tests
-        torch.onnx.export(Graph(model), args, str(out), input_names=names, output_names=outputs, dynamic_axes=axes, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            Graph(model),
+            args,
+            str(out),
+            input_names=names,
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def _quantize(src: Path, out: Path) -> None:
@@ -88,7 +107,9 @@ def onnx_file(model_dir: str | Path, kind: str, sha256: str, quantized: bool = F
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ModelError(f"cannot write the ONNX cache at {folder} ({exc.strerror}): set RAGQA_CACHE_DIR to a writable folder or use runtime torch") from exc
+        raise ModelError(
+            f"cannot write the ONNX cache at {folder} ({exc.strerror}): set RAGQA_CACHE_DIR to a writable folder or use runtime torch"
+        ) from exc
     from filelock import FileLock
 
     with FileLock(str(folder / ".lock")):
@@ -110,14 +131,18 @@ def onnx_file(model_dir: str | Path, kind: str, sha256: str, quantized: bool = F
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
-        (folder / "source.json").write_text(json.dumps({"model": str(Path(model_dir).resolve()), "kind": kind, "sha256": sha256}), encoding="utf-8")
+        (folder / "source.json").write_text(
+            json.dumps({"model": str(Path(model_dir).resolve()), "kind": kind, "sha256": sha256}), encoding="utf-8"
+        )
     return target
 
 
 class OnnxModel:
     """An ONNX Runtime session over a cached export of a model directory."""
 
-    def __init__(self, model_dir: str | Path, kind: str, sha256: str, quantized: bool = False, threads: int | None = None):
+    def __init__(
+        self, model_dir: str | Path, kind: str, sha256: str, quantized: bool = False, threads: int | None = None
+    ):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -129,11 +154,15 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             # A damaged cache file (a disk error, a killed copy): export it again, once.
-            logger.warning("cached ONNX model %s could not be loaded (%s); exporting it again", path, str(exc).splitlines()[0])
+            logger.warning(
+                "cached ONNX model %s could not be loaded (%s); exporting it again", path, str(exc).splitlines()[0]
+            )
             shutil.rmtree(path.parent, ignore_errors=True)
             path = onnx_file(model_dir, kind, sha256, quantized)
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def run(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(None, {name: np.ascontiguousarray(arrays[name], dtype=np.int64) for name in self.inputs})
+        return self.session.run(
+            None, {name: np.ascontiguousarray(arrays[name], dtype=np.int64) for name in self.inputs}
+        )

@@ -38,12 +38,18 @@ def resolve_runtime(runtime: str | None, device: str | None = None, precision: s
         raise InputError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
     on_cpu = device in (None, "cpu")
     if runtime == "auto":
-        return "onnx" if on_cpu and precision == "auto" and onnxruntime_installed() and not _has_nvidia_gpu() else "torch"
+        return (
+            "onnx" if on_cpu and precision == "auto" and onnxruntime_installed() and not _has_nvidia_gpu() else "torch"
+        )
     if runtime.startswith("onnx"):
         if not on_cpu:
-            raise InputError(f"the {runtime} runtime runs on the CPU only, not on device {device!r}: use runtime torch there")
+            raise InputError(
+                f"the {runtime} runtime runs on the CPU only, not on device {device!r}: use runtime torch there"
+            )
         if not onnxruntime_installed():
-            raise InputError(f"the {runtime} runtime needs onnxruntime: `pip install onnxruntime`, or use runtime torch")
+            raise InputError(
+                f"the {runtime} runtime needs onnxruntime: `pip install onnxruntime`, or use runtime torch"
+            )
     return runtime
 
 
@@ -74,8 +80,6 @@ def resolve_precision(precision: str, device: str) -> str:
     if device == "cpu" and cpu_has_native_bf16():
         return "bfloat16"
     return "float32"
-
-
 
 
 def trainer_precision_flags(precision: str) -> dict[str, bool]:

@@ -14,7 +14,13 @@ from rag_qa.errors import InputError, ModelError
 class Windows:
     """Tokenized (question, context) windows: model inputs plus what maps tokens back to characters."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], sample_map: list[int], offsets: list[list[tuple[int, int]]], sequence_ids: list[list[int | None]]):
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        sample_map: list[int],
+        offsets: list[list[tuple[int, int]]],
+        sequence_ids: list[list[int | None]],
+    ):
         self.arrays = arrays
         self.sample_map = sample_map
         self.offsets = offsets
@@ -55,7 +61,9 @@ class FastTokenizer:
         model_dir = Path(model_dir)
         file = model_dir / "tokenizer.json"
         if not file.is_file():
-            raise ModelError(f"{kind} directory {model_dir} has no tokenizer.json (a fast tokenizer), which ragqa needs")
+            raise ModelError(
+                f"{kind} directory {model_dir} has no tokenizer.json (a fast tokenizer), which ragqa needs"
+            )
         try:
             self.tokenizer = Tokenizer.from_file(str(file))
         except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exceptions
@@ -94,7 +102,9 @@ class FastTokenizer:
         try:
             encoded = self.tokenizer.encode_batch(list(zip(questions, contexts)))
         except Exception as exc:  # noqa: BLE001 - raised when the question alone fills the window
-            raise InputError(f"the question is too long to read with a passage in {max_length} tokens: shorten it ({str(exc).splitlines()[0]})") from exc
+            raise InputError(
+                f"the question is too long to read with a passage in {max_length} tokens: shorten it ({str(exc).splitlines()[0]})"
+            ) from exc
         flat, sample_map = [], []
         for i, e in enumerate(encoded):
             for window in [e, *e.overflowing]:

@@ -45,7 +45,14 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def assemble(data: str | Path, out: str | Path, base: str | Path | None = None, wheels: bool = True, python_version: str = "3.12", limit_mib: float = 60) -> dict:
+def assemble(
+    data: str | Path,
+    out: str | Path,
+    base: str | Path | None = None,
+    wheels: bool = True,
+    python_version: str = "3.12",
+    limit_mib: float = 60,
+) -> dict:
     """Fill ``out`` with ``base/`` (the starting model, float16), the SQuAD
     file and ``wheels/``; refuse when it is over ``limit_mib``."""
     from rag_qa.models import base_model_path, check_model_dir
@@ -61,13 +68,38 @@ def assemble(data: str | Path, out: str | Path, base: str | Path | None = None, 
     export_reader(source, out / "base", dtype="float16")
     shutil.copy2(data, out / data.name)
     if wheels:
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp",
-                   "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64", "-d", str(out / "wheels"), *WHEELS]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            python_version,
+            "--implementation",
+            "cp",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--platform",
+            "manylinux2014_x86_64",
+            "-d",
+            str(out / "wheels"),
+            *WHEELS,
+        ]
         subprocess.run(command, check=True)
     size = _size(out)
     if size > limit_mib * MIB:
-        raise InputError(f"{out} holds {size / MIB:.1f} MiB, over the {limit_mib:g} MiB that may travel: use a smaller base model or leave the wheels out")
-    manifest = {"base": str(source), "data": data.name, "mib": round(size / MIB, 1), "wheels": sorted(p.name for p in (out / "wheels").glob("*.whl")) if wheels else []}
+        raise InputError(
+            f"{out} holds {size / MIB:.1f} MiB, over the {limit_mib:g} MiB that may travel: use a smaller base model or leave the wheels out"
+        )
+    manifest = {
+        "base": str(source),
+        "data": data.name,
+        "mib": round(size / MIB, 1),
+        "wheels": sorted(p.name for p in (out / "wheels").glob("*.whl")) if wheels else [],
+    }
     (out / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

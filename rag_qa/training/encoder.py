@@ -19,9 +19,9 @@ from pydantic import model_validator
 
 from rag_qa.choices import TrainPrecision
 from rag_qa.config import Config
+from rag_qa.data import held_out_role
 from rag_qa.errors import InputError, require_extra
 from rag_qa.training.pairs import PairSet, load_pairs, mine_hard_negatives
-from rag_qa.data import held_out_role
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +77,23 @@ def _evaluator(pairs: PairSet, max_queries: int | None, seed: int):
     )
 
 
-def train_encoder(train_source: str | Path, out_dir: str | Path, config: EncoderTrainConfig = EncoderTrainConfig(), show_progress: bool = True) -> dict[str, Any]:
+def train_encoder(
+    train_source: str | Path,
+    out_dir: str | Path,
+    config: EncoderTrainConfig = EncoderTrainConfig(),
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Fine-tune an encoder on pairs from ``train_source`` and save it to ``out_dir``."""
     require_extra("train", "accelerate", "datasets", what="ragqa train-encoder")
     import torch
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import EarlyStoppingCallback
 
     from rag_qa.models import base_model_path, check_model_dir
@@ -93,26 +102,40 @@ def train_encoder(train_source: str | Path, out_dir: str | Path, config: Encoder
     out_dir = Path(out_dir)
     base = check_model_dir(config.base or base_model_path(), kind="encoder")
     # The split seed is fixed so that `ragqa eval --held-out` scores exactly these queries.
-    pairs = load_pairs(train_source, held_out_percent=config.held_out_percent, eval_fraction=config.eval_fraction, seed=0)
+    pairs = load_pairs(
+        train_source, held_out_percent=config.held_out_percent, eval_fraction=config.eval_fraction, seed=0
+    )
     rng = random.Random(config.seed)
     if config.max_train_pairs and len(pairs.train) > config.max_train_pairs:
         pairs.train = rng.sample(pairs.train, config.max_train_pairs)
     if not pairs.train:
         raise InputError(f"{train_source} gave no training pairs")
     mine_hard_negatives(pairs, per_query=config.hard_negatives, skip_top=config.hard_negative_skip, seed=config.seed)
-    columns: dict[str, list[str]] = {"anchor": [q for q, _, _ in pairs.train], "positive": [pairs.corpus[p] for _, p, _ in pairs.train]}
+    columns: dict[str, list[str]] = {
+        "anchor": [q for q, _, _ in pairs.train],
+        "positive": [pairs.corpus[p] for _, p, _ in pairs.train],
+    }
     for j in range(config.hard_negatives):
-        columns[f"negative_{j}"] = [pairs.corpus[n[j]] if j < len(n) else pairs.corpus[rng.choice(list(pairs.corpus))] for _, _, n in pairs.train]
+        columns[f"negative_{j}"] = [
+            pairs.corpus[n[j]] if j < len(n) else pairs.corpus[rng.choice(list(pairs.corpus))]
+            for _, _, n in pairs.train
+        ]
     dataset = Dataset.from_dict(columns)
 
-    model = SentenceTransformer(str(base), device="cuda" if torch.cuda.is_available() else "cpu", local_files_only=True, trust_remote_code=False)
+    model = SentenceTransformer(
+        str(base), device="cuda" if torch.cuda.is_available() else "cpu", local_files_only=True, trust_remote_code=False
+    )
     model.max_seq_length = config.max_seq_length
     if config.lora:
         try:
             from peft import LoraConfig, TaskType
         except ImportError as exc:
             raise InputError("lora: true needs peft: pip install 'ragqa[lora]'") from exc
-        model.add_adapter(LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.1))
+        model.add_adapter(
+            LoraConfig(
+                task_type=TaskType.FEATURE_EXTRACTION, r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.1
+            )
+        )
 
     evaluator = _evaluator(pairs, config.max_eval_queries, config.seed) if pairs.eval_queries else None
     before = evaluator(model) if evaluator else {}
@@ -196,10 +219,17 @@ def export_encoder(src: str | Path, dst: str | Path, dtype: str = "float16") -> 
     from rag_qa.models import check_model_dir
 
     src, dst = check_model_dir(src, kind="encoder"), Path(dst)
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints", "eval", "trainer_state.json", "*.pt", "*.pth", "*.bin"), dirs_exist_ok=True)
+    shutil.copytree(
+        src,
+        dst,
+        ignore=shutil.ignore_patterns("checkpoints", "eval", "trainer_state.json", "*.pt", "*.pth", "*.bin"),
+        dirs_exist_ok=True,
+    )
     for weights in src.rglob("*.safetensors"):
         if "checkpoints" in weights.relative_to(src).parts:
             continue
-        tensors = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+        tensors = {
+            k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in load_file(str(weights)).items()
+        }
         save_file(tensors, str(dst / weights.relative_to(src)), metadata={"format": "pt"})
     return dst

@@ -8,8 +8,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag_qa.errors import InputError
 from rag_qa.data import BEIR_EVAL_FRACTION, beir_held_out, read_beir, read_squad, split_by_article, squad_paragraphs
+from rag_qa.errors import InputError
 
 
 @dataclass
@@ -42,7 +42,9 @@ def from_squad(path: str | Path, held_out_percent: int = 5) -> PairSet:
     return pairs
 
 
-def from_beir(folder: str | Path, split: str = "train", eval_fraction: float = BEIR_EVAL_FRACTION, seed: int = 0) -> PairSet:
+def from_beir(
+    folder: str | Path, split: str = "train", eval_fraction: float = BEIR_EVAL_FRACTION, seed: int = 0
+) -> PairSet:
     """Each judged (query, document) pair of ``qrels/<split>.tsv``; the
     queries :func:`rag_qa.data.beir_held_out` draws are held out for evaluation."""
     beir = read_beir(folder, split)
@@ -51,7 +53,12 @@ def from_beir(folder: str | Path, split: str = "train", eval_fraction: float = B
     texts = dict(beir.queries)
     corpus = {d["id"]: _doc_text(d.get("title", ""), d["text"]) for d in beir.corpus}
     train = [(texts[q], doc, []) for q in qids if q not in held for doc in beir.qrels[q]]
-    return PairSet(corpus=corpus, train=train, eval_queries={q: texts[q] for q in held}, eval_qrels={q: set(beir.qrels[q]) for q in held})
+    return PairSet(
+        corpus=corpus,
+        train=train,
+        eval_queries={q: texts[q] for q in held},
+        eval_qrels={q: set(beir.qrels[q]) for q in held},
+    )
 
 
 def from_jsonl(path: str | Path, eval_fraction: float = 0.1, seed: int = 0) -> PairSet:
@@ -74,7 +81,7 @@ def from_jsonl(path: str | Path, eval_fraction: float = 0.1, seed: int = 0) -> P
                 row = json.loads(line)
                 query, positive = row["query"], row["positive"]
             except (ValueError, KeyError, TypeError) as exc:
-                raise InputError(f"{path}:{lineno}: each line needs a JSON object with \"query\" and \"positive\"") from exc
+                raise InputError(f'{path}:{lineno}: each line needs a JSON object with "query" and "positive"') from exc
             negatives = row.get("negative") or []
             negatives = [negatives] if isinstance(negatives, str) else list(negatives)
             rows.append((query, doc_id(positive), [doc_id(n) for n in negatives]))
@@ -91,7 +98,9 @@ def from_jsonl(path: str | Path, eval_fraction: float = 0.1, seed: int = 0) -> P
     return pairs
 
 
-def load_pairs(source: str | Path, held_out_percent: int = 5, eval_fraction: float = BEIR_EVAL_FRACTION, seed: int = 0) -> PairSet:
+def load_pairs(
+    source: str | Path, held_out_percent: int = 5, eval_fraction: float = BEIR_EVAL_FRACTION, seed: int = 0
+) -> PairSet:
     source = Path(source)
     if source.is_dir():
         return from_beir(source, eval_fraction=eval_fraction, seed=seed)

@@ -20,15 +20,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-
 from pydantic import model_validator
 
 from rag_qa.choices import TrainPrecision
 from rag_qa.config import Config
+from rag_qa.data import QAExample, answerless_examples, held_out_role, read_squad, split_by_article
 from rag_qa.errors import InputError, require_extra
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.reading.spans import decode_window
-from rag_qa.data import QAExample, answerless_examples, held_out_role, read_squad, split_by_article
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,9 @@ class ReaderTrainConfig(Config):
     @model_validator(mode="after")
     def _check(self) -> "ReaderTrainConfig":
         if self.doc_stride >= self.max_seq_length:
-            raise InputError(f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length})")
+            raise InputError(
+                f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length})"
+            )
         if self.negatives_per_question < 0:
             raise InputError(f"negatives_per_question must be 0 or more, got {self.negatives_per_question}")
         return self
@@ -134,7 +135,9 @@ def prepare_train_features(examples: list[QAExample], tokenizer, max_length: int
     return features
 
 
-def prepare_eval_features(examples: list[QAExample], tokenizer, max_length: int, stride: int) -> tuple[dict[str, np.ndarray], list[int], list[list]]:
+def prepare_eval_features(
+    examples: list[QAExample], tokenizer, max_length: int, stride: int
+) -> tuple[dict[str, np.ndarray], list[int], list[list]]:
     """Windows, the example each came from, and context-only offsets per token."""
     enc = _windows(examples, tokenizer, max_length, stride)
     offsets = []
@@ -145,7 +148,14 @@ def prepare_eval_features(examples: list[QAExample], tokenizer, max_length: int,
     return features, list(enc["overflow_to_sample_mapping"]), offsets
 
 
-def best_answers(examples: list[QAExample], sample_map: list[int], offsets: list[list], start_logits: np.ndarray, end_logits: np.ndarray, max_answer_length: int) -> dict[str, str]:
+def best_answers(
+    examples: list[QAExample],
+    sample_map: list[int],
+    offsets: list[list],
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    max_answer_length: int,
+) -> dict[str, str]:
     """The best span of each example over all its windows (SQuAD v1: always answer)."""
     best: dict[int, tuple[float, int, int]] = {}
     for i, ex_index in enumerate(sample_map):
@@ -226,7 +236,15 @@ def train_reader(
     """Fine-tune a reader and save it to ``out_dir``; returns the final eval results."""
     require_extra("train", "accelerate", what="ragqa train-reader")
     import torch
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     from rag_qa.models import base_model_path, check_model_dir
     from rag_qa.runtime import trainer_precision_flags
@@ -245,7 +263,9 @@ def train_reader(
         eval_all = [e for e in held if held_out_role(e.qid) == "tune"]
         eval_source = f"{train_path} articles held out by title hash ({config.held_out_percent}%), tuning half"
         if not eval_all or not train_examples:
-            raise InputError(f"{train_path}: holding out articles left no training or no validation questions; pass --eval")
+            raise InputError(
+                f"{train_path}: holding out articles left no training or no validation questions; pass --eval"
+            )
     pool = train_examples
     train_examples = choose_training_questions(train_examples, config)
     negatives = answerless_examples(train_examples, config.negatives_per_question, config.seed, pool=pool)
@@ -258,11 +278,22 @@ def train_reader(
         raise InputError(f"{base} has no fast tokenizer (tokenizer.json): the reader needs offset mappings")
     # Master weights in float32 whatever the base was saved in (the shipped readers are float16);
     # mixed precision, when on, is the Trainer's autocast.
-    model = AutoModelForQuestionAnswering.from_pretrained(str(base), local_files_only=True, trust_remote_code=False, dtype=torch.float32)
+    model = AutoModelForQuestionAnswering.from_pretrained(
+        str(base), local_files_only=True, trust_remote_code=False, dtype=torch.float32
+    )
 
-    logger.info("tokenising %d training questions, %d answerless paragraphs and %d evaluation questions", len(train_examples), len(negatives), len(eval_examples))
-    train_features = prepare_train_features(train_examples + negatives, tokenizer, config.max_seq_length, config.doc_stride)
-    eval_features, sample_map, eval_offsets = prepare_eval_features(eval_examples, tokenizer, config.max_seq_length, config.doc_stride)
+    logger.info(
+        "tokenising %d training questions, %d answerless paragraphs and %d evaluation questions",
+        len(train_examples),
+        len(negatives),
+        len(eval_examples),
+    )
+    train_features = prepare_train_features(
+        train_examples + negatives, tokenizer, config.max_seq_length, config.doc_stride
+    )
+    eval_features, sample_map, eval_offsets = prepare_eval_features(
+        eval_examples, tokenizer, config.max_seq_length, config.doc_stride
+    )
     references = {e.qid: list(e.answer_texts) for e in eval_examples}
 
     class SquadTrainer(Trainer):
@@ -274,7 +305,9 @@ def train_reader(
             start = time.perf_counter()
             output = self.predict(_ArrayDataset(eval_features), metric_key_prefix=metric_key_prefix)
             start_logits, end_logits = output.predictions
-            predictions = best_answers(eval_examples, sample_map, eval_offsets, start_logits, end_logits, config.max_answer_length)
+            predictions = best_answers(
+                eval_examples, sample_map, eval_offsets, start_logits, end_logits, config.max_answer_length
+            )
             scores = squad_scores(predictions, references)
             metrics = {
                 f"{metric_key_prefix}_exact_match": scores["exact_match"],
@@ -338,7 +371,11 @@ def train_reader(
         trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
     if stop.received:
-        logger.warning("stopped by signal at step %d; checkpoint saved in %s: continue with --resume", trainer.state.global_step, out_dir / "checkpoints")
+        logger.warning(
+            "stopped by signal at step %d; checkpoint saved in %s: continue with --resume",
+            trainer.state.global_step,
+            out_dir / "checkpoints",
+        )
         return {"interrupted": True, "steps": trainer.state.global_step, "checkpoints": str(out_dir / "checkpoints")}
     final = trainer.evaluate()
 
@@ -382,12 +419,12 @@ fine-tuned with `ragqa train-reader`.
 
 | | |
 |---|---|
-| base model | `{Path(results['base']).name}` |
-| training data | `{Path(str(train_path)).name}`: {results['train_questions']:,} questions, {results['train_windows']:,} windows of {cfg['max_seq_length']} tokens (stride {cfg['doc_stride']}) |
-| steps | {results['steps']:,} ({results['epochs']:.2f} epochs), batch {cfg['batch_size']}, learning rate {cfg['learning_rate']}, on {results['device']} in {results['train_seconds'] / 60:.0f} min |
-| evaluation | {results['eval_source']}: {results['eval_questions']:,} questions |
-| exact match | {results['exact_match']:.2f} |
-| F1 | {results['f1']:.2f} |
+| base model | `{Path(results["base"]).name}` |
+| training data | `{Path(str(train_path)).name}`: {results["train_questions"]:,} questions, {results["train_windows"]:,} windows of {cfg["max_seq_length"]} tokens (stride {cfg["doc_stride"]}) |
+| steps | {results["steps"]:,} ({results["epochs"]:.2f} epochs), batch {cfg["batch_size"]}, learning rate {cfg["learning_rate"]}, on {results["device"]} in {results["train_seconds"] / 60:.0f} min |
+| evaluation | {results["eval_source"]}: {results["eval_questions"]:,} questions |
+| exact match | {results["exact_match"]:.2f} |
+| F1 | {results["f1"]:.2f} |
 
 Versions: ragqa {__version__}, transformers {transformers.__version__}, torch {torch.__version__}.
 Load it with `AutoModelForQuestionAnswering.from_pretrained(path)` or as a
