@@ -67,7 +67,8 @@ index_dir_option = click.option(
 runtime_option = click.option(
     "--runtime",
     type=click.Choice(RUNTIMES),
-    help="What runs the models: ONNX Runtime (fast start, CPU; onnx-int8 is faster and slightly less accurate) or torch. Default auto: onnx on a CPU-only machine.",
+    help="What runs the models: ONNX Runtime (fast start, CPU; onnx-int8 is faster and slightly less accurate) or "
+    "torch. Default auto: onnx on a CPU-only machine.",
 )
 
 
@@ -102,7 +103,8 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 @click.option(
     "--encoder",
     type=click.Path(path_type=Path),
-    help="Local sentence-transformers directory to embed with (default: the encoder shipped with ragqa, all-MiniLM-L6-v2 fine-tuned on SQuAD).",
+    help="Local sentence-transformers directory to embed with (default: the encoder shipped with ragqa, "
+    "all-MiniLM-L6-v2 fine-tuned on SQuAD).",
 )
 @click.option(
     "--wait", type=float, default=0, show_default=True, help="Seconds to wait if another build holds the index."
@@ -110,7 +112,8 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 @click.option(
     "--prune",
     is_flag=True,
-    help="Allow removing documents: with PATHS, the index then holds exactly PATHS; without, documents whose files are gone are dropped however many.",
+    help="Allow removing documents: with PATHS, the index then holds exactly PATHS; without, documents whose files are "
+    "gone are dropped however many.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @click.pass_context
@@ -268,11 +271,13 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
         return
     enc = info["encoder"]
     lines = [
-        f"Index:      {info['index_dir']} (format {info['format_version']}, ragqa {info['ragqa_version']}, built {info['created_at']})",
+        f"Index:      {info['index_dir']} (format {info['format_version']}, ragqa {info['ragqa_version']}, built "
+        f"{info['created_at']})",
         f"Documents:  {info['documents']}",
         f"Passages:   {info['passages']} ({info['chunking']['size']} words, {info['chunking']['overlap']} overlap)",
         f"Vocabulary: {info['vocabulary']} BM25 terms (k1={info['bm25']['k1']}, b={info['bm25']['b']})",
-        f"Encoder:    {'the default (all-MiniLM-L6-v2 fine-tuned on SQuAD)' if enc['default'] else enc['path']} ({enc['dimension']}-d, sha256 {enc['sha256'][:12]})",
+        f"Encoder:    {'the default (all-MiniLM-L6-v2 fine-tuned on SQuAD)' if enc['default'] else enc['path']} "
+        f"({enc['dimension']}-d, sha256 {enc['sha256'][:12]})",
         f"FAISS:      {info['faiss']['type']}, {info['faiss']['ntotal']} vectors",
         f"Fusion:     {info['fusion']['method']}",
         f"Size:       {info['bytes'] / 2**20:.1f} MiB",
@@ -367,14 +372,16 @@ def ask_cmd(
         before, found, after = (
             printable(" ".join(part.split())) for part in (context[:at], context[at:end], context[end:])
         )
-        click.echo(
-            f'   "{before}{" " if context[:at][-1:].isspace() else ""}{click.style(f"[{found}]", fg="green", bold=True)}{" " if context[end:][:1].isspace() else ""}{after}"'
-        )
+        gap_before = " " if context[:at][-1:].isspace() else ""
+        gap_after = " " if context[end:][:1].isspace() else ""
+        marked = click.style(f"[{found}]", fg="green", bold=True)
+        click.echo(f'   "{before}{gap_before}{marked}{gap_after}{after}"')
     if show_context:
         click.echo("\nPassages read:")
         for hit in result.passages:
             click.echo(
-                f"  {hit.rank}. {printable(hit.passage.source, keep_newlines=False)} [{hit.passage.start}:{hit.passage.end}] score {hit.score:.4f}"
+                f"  {hit.rank}. {printable(hit.passage.source, keep_newlines=False)} "
+                f"[{hit.passage.start}:{hit.passage.end}] score {hit.score:.4f}"
             )
 
 
@@ -393,14 +400,16 @@ def ask_cmd(
 @click.option(
     "--held-out",
     is_flag=True,
-    help="Only the test half of the questions of the articles ragqa holds out of training (for the SQuAD train file; the tuning half chooses checkpoints).",
+    help="Only the test half of the questions of the articles ragqa holds out of training (for the SQuAD train file; "
+    "the tuning half chooses checkpoints).",
 )
 @click.option(
     "--answerless",
     type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
-    help="Also pair this many answerless paragraphs of its article with each question (1 = a SQuAD v2.0-style set, half unanswerable) and report abstention.",
+    help="Also pair this many answerless paragraphs of its article with each question (1 = a SQuAD v2.0-style set, "
+    "half unanswerable) and report abstention.",
 )
 @runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
@@ -428,12 +437,14 @@ def eval_reader_cmd(
         click.echo(json.dumps(results, indent=2))
         return
     click.echo(
-        f"EM {results['exact_match']:.2f}  F1 {results['f1']:.2f}  on {results['questions']:,} questions; {results['passages_per_s']:.1f} passages/s ({results['runtime']})"
+        f"EM {results['exact_match']:.2f}  F1 {results['f1']:.2f}  on {results['questions']:,} questions; "
+        f"{results['passages_per_s']:.1f} passages/s ({results['runtime']})"
     )
     if "abstention" in results:
         a = results["abstention"]
         click.echo(
-            f"With {a['unanswerable']:,} answerless passages (always abstaining scores EM {a['always_abstain_exact_match']:.1f}):"
+            f"With {a['unanswerable']:,} answerless passages (always abstaining scores EM "
+            f"{a['always_abstain_exact_match']:.1f}):"
         )
         rows = (
             ("reader's threshold", a["at_reader_threshold"]),
@@ -443,7 +454,8 @@ def eval_reader_cmd(
         for name, row in rows:
             click.echo(
                 f"  {name} {row['threshold']:.2f}: overall EM {row['exact_match']:.1f} F1 {row['f1']:.1f}; "
-                f"HasAns EM {row['has_ans_exact_match']:.1f} F1 {row['has_ans_f1']:.1f}; NoAns accuracy {row['no_ans_accuracy']:.1f}"
+                f"HasAns EM {row['has_ans_exact_match']:.1f} F1 {row['has_ans_f1']:.1f}; NoAns accuracy "
+                f"{row['no_ans_accuracy']:.1f}"
             )
 
 
@@ -464,7 +476,8 @@ def eval_reader_cmd(
 @click.option(
     "--held-out",
     is_flag=True,
-    help="Only the test half of what train-encoder/train-reader hold out (SQuAD articles by title hash; BEIR queries, 20%, seed 0); the tuning half chooses settings.",
+    help="Only the test half of what train-encoder/train-reader hold out (SQuAD articles by title hash; BEIR queries, "
+    "20%, seed 0); the tuning half chooses settings.",
 )
 @click.option("--limit", type=int, help="Evaluate on N questions (a seeded sample).")
 @click.option(
@@ -603,7 +616,8 @@ def tune_fusion_cmd(
     "data_path",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="SQuAD JSON: questions are drawn from the tuning half of its held-out articles' questions (the split train-reader holds out).",
+    help="SQuAD JSON: questions are drawn from the tuning half of its held-out articles' questions (the split "
+    "train-reader holds out).",
 )
 @click.option(
     "--reader",
@@ -709,7 +723,8 @@ def train_encoder_cmd(
     key = "heldout_cosine_ndcg@10"
     if results["after"]:
         click.echo(
-            f"Encoder saved to {out_dir}: held-out nDCG@10 {results['before'][key]:.4f} -> {results['after'][key]:.4f} on {results['eval_queries']} queries ({results['steps']} steps)"
+            f"Encoder saved to {out_dir}: held-out nDCG@10 {results['before'][key]:.4f} -> {results['after'][key]:.4f} "
+            f"on {results['eval_queries']} queries ({results['steps']} steps)"
         )
     else:
         click.echo(f"Encoder saved to {out_dir} ({results['steps']} steps; no held-out queries to score)")
@@ -788,7 +803,8 @@ def train_reader_cmd(
         train_path, out_dir, config, eval_path=eval_path, resume=resume, show_progress=not ctx.obj["quiet"]
     )
     click.echo(
-        f"Reader saved to {out_dir}: EM {results['exact_match']:.2f}, F1 {results['f1']:.2f} on {results['eval_questions']:,} held-out questions ({results['steps']:,} steps)"
+        f"Reader saved to {out_dir}: EM {results['exact_match']:.2f}, F1 {results['f1']:.2f} on "
+        f"{results['eval_questions']:,} held-out questions ({results['steps']:,} steps)"
     )
 
 

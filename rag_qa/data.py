@@ -133,7 +133,8 @@ def read_beir(folder: str | Path, split: str = "test") -> BeirSet:
     for needed in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_file):
         if not needed.is_file():
             raise InputError(
-                f"BEIR folder {folder} has no {needed.relative_to(folder)}: expected corpus.jsonl, queries.jsonl and qrels/{split}.tsv"
+                f"BEIR folder {folder} has no {needed.relative_to(folder)}: expected corpus.jsonl, queries.jsonl and "
+                f"qrels/{split}.tsv"
             )
     corpus = []
     with open(folder / "corpus.jsonl", encoding="utf-8") as fh:

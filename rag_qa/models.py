@@ -53,7 +53,8 @@ def check_model_dir(path: str | Path, kind: str = "encoder") -> Path:
         raise ModelError(f"{kind} directory {path}: config.json is not a JSON object")
     if cfg.get("auto_map"):
         raise ModelError(
-            f"{kind} directory {path} asks for custom remote code (auto_map), which ragqa never runs: use a standard architecture"
+            f"{kind} directory {path} asks for custom remote code (auto_map), which ragqa never runs: use a standard "
+            "architecture"
         )
     if not any(path.glob("*.safetensors")):
         pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]

@@ -175,7 +175,8 @@ def run_eval(
 def format_table(results: dict[str, Any]) -> str:
     header = ["mode"] + [f"R@{k}" for k in RECALL_KS] + ["MRR@10", "nDCG@10", "queries/s"]
     lines = [
-        f"{results['dataset']}: {results['questions']:,} questions, {results['documents']:,} documents, {results['passages']:,} passages",
+        f"{results['dataset']}: {results['questions']:,} questions, {results['documents']:,} documents, "
+        f"{results['passages']:,} passages",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -190,17 +191,20 @@ def format_table(results: dict[str, Any]) -> str:
     if "reader_gold_passage" in results:
         g = results["reader_gold_passage"]
         lines.append(
-            f"\nReader on the gold passage: EM {g['exact_match']:.1f}, F1 {g['f1']:.1f} ({g['passages_per_s']:.1f} passages/s)"
+            f"\nReader on the gold passage: EM {g['exact_match']:.1f}, F1 {g['f1']:.1f} ({g['passages_per_s']:.1f} "
+            "passages/s)"
         )
     if "end_to_end" in results:
         e = results["end_to_end"]
         lines.append(
-            f"End to end ({e['mode']}, top-{e['passages']} passages, top answer): EM {e['exact_match']:.1f}, F1 {e['f1']:.1f}"
+            f"End to end ({e['mode']}, top-{e['passages']} passages, top answer): EM {e['exact_match']:.1f}, F1 "
+            f"{e['f1']:.1f}"
         )
         t = e.get("with_threshold")
         if t:
             lines.append(
-                f"  with the no-answer threshold ({t['no_answer_threshold']:g}): answers {100 * t['answered']:.1f}% of questions, "
+                f"  with the no-answer threshold ({t['no_answer_threshold']:g}): answers {100 * t['answered']:.1f}% of "
+                "questions, "
                 f"EM {t['exact_match']:.1f}, F1 {t['f1']:.1f} (abstentions count as wrong)"
             )
     return "\n".join(lines)

@@ -114,7 +114,8 @@ def tune(
     for name, (fit, test, _) in halves.items():
         if not fit or not test:
             raise InputError(
-                f"{name} has too few held-out questions to both choose and report ({len(fit)} + {len(test)}): use a larger data set"
+                f"{name} has too few held-out questions to both choose and report ({len(fit)} + {len(test)}): use a "
+                "larger data set"
             )
     table = []
     for setting in grid():
@@ -144,6 +145,7 @@ def format_report(report: dict[str, Any]) -> str:
         for label in ("chosen", "current", "bm25_only", "dense_only"):
             m = d[f"test_{label}"]
             lines.append(
-                f"| {name} | {d['questions']['test']} | {label.replace('_', ' ')} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} | {m['recall@5']:.4f} | {m['recall@20']:.4f} |"
+                f"| {name} | {d['questions']['test']} | {label.replace('_', ' ')} | {m['ndcg@10']:.4f} | "
+                f"{m['mrr@10']:.4f} | {m['recall@5']:.4f} | {m['recall@20']:.4f} |"
             )
     return "\n".join(lines)

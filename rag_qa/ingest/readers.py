@@ -134,7 +134,8 @@ def read_file(file: Path, report: IngestReport, max_file_mb: float = 64.0) -> li
     if size > max_file_mb * 1024 * 1024 and file.suffix.lower() not in _PLAIN:
         report.skip(
             file,
-            f"{size / 2**20:.0f} MB is over max_file_mb={max_file_mb:g}; raise it in the index config to read this file",
+            f"{size / 2**20:.0f} MB is over max_file_mb={max_file_mb:g}; "
+            "raise it in the index config to read this file",
         )
         return []
     try:

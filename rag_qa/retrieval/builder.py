@@ -47,7 +47,8 @@ class BuildReport:
         verb = "updated" if self.incremental else "built"
         text = (
             f"Index {verb} at {self.directory}: {self.documents} documents, {self.passages} passages "
-            f"({self.added} added, {self.changed} changed, {self.removed} removed, {self.unchanged} unchanged documents; "
+            f"({self.added} added, {self.changed} changed, {self.removed} removed, {self.unchanged} unchanged "
+            "documents; "
             f"{self.embedded} passages embedded, {self.reused} reused)"
         )
         if self.skipped:
@@ -127,7 +128,8 @@ def build_index(
         if not documents or empty:
             raise InputError(
                 f"no readable documents under {', '.join(empty or [str(p) for p in roots])} "
-                f"(ragqa reads {' '.join(SUPPORTED_EXTENSIONS)}; {len(ingest.skipped)} skipped, {ingest.ignored} of other types): "
+                f"(ragqa reads {' '.join(SUPPORTED_EXTENSIONS)}; {len(ingest.skipped)} skipped, {ingest.ignored} of "
+                "other types): "
                 "nothing was changed"
             )
         if not passages:
@@ -137,7 +139,8 @@ def build_index(
         if report.removed > PRUNE_FREELY and not prune:
             gone = sorted({v["source"] for k, v in old["documents"].items() if k not in documents})
             raise InputError(
-                f"this build would remove {report.removed} documents no longer found ({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}): "
+                f"this build would remove {report.removed} documents no longer found "
+                f"({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}): "
                 "pass --prune to remove them; nothing was changed"
             )
         texts = [_embed_text(p, config.include_title) for p in passages]
@@ -278,7 +281,8 @@ def _embed(
             reuse = {key: row for row, key in enumerate(old["keys"])}
         else:
             raise IndexCorruptError(
-                f"embeddings of the index at {report.directory} do not match its passages; {storage.rebuild_hint(report.directory)}"
+                f"embeddings of the index at {report.directory} do not match its passages; "
+                f"{storage.rebuild_hint(report.directory)}"
             )
     elif old:
         report.note = "encoder changed: every passage re-embedded"

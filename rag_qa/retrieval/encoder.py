@@ -85,7 +85,8 @@ class Encoder:
                 if spec is None:
                     if self.runtime != "auto":
                         raise ModelError(
-                            f"encoder directory {self.path} is not a plain transformer + pooling model, which the {runtime} runtime needs: use runtime torch"
+                            f"encoder directory {self.path} is not a plain transformer + pooling model, which the "
+                            f"{runtime} runtime needs: use runtime torch"
                         )
                 else:
                     self._model = _OnnxPooled(self.path, spec, self.sha256, quantized=runtime == "onnx-int8")
@@ -108,10 +109,9 @@ class Encoder:
                     model_kwargs={"dtype": dtype},
                 )
             except (OSError, ValueError, KeyError) as exc:
+                reason = str(exc).replace("\n", " ")
                 raise ModelError(
-                    f"encoder directory {self.path} could not be loaded as a sentence-transformers model: {exc}".replace(
-                        "\n", " "
-                    )
+                    f"encoder directory {self.path} could not be loaded as a sentence-transformers model: {reason}"
                 ) from exc
         return self._model
 
@@ -292,7 +292,8 @@ def check_encoder_matches(recorded: dict, encoder: Encoder) -> None:
     if recorded.get("sha256") != encoder.sha256:
         raise IndexMismatchError(
             f"index was built with encoder {recorded.get('path')} (weights sha256 {str(recorded.get('sha256'))[:12]}), "
-            f"but encoder {encoder.path} (sha256 {encoder.sha256[:12]}) was given: re-run `ragqa index --encoder {encoder.path}` "
+            f"but encoder {encoder.path} (sha256 {encoder.sha256[:12]}) was given: re-run `ragqa index --encoder "
+            f"{encoder.path}` "
             "or search with the encoder that built the index"
         )
 

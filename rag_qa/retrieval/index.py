@@ -74,11 +74,13 @@ class Index:
             bm25 = BM25Retriever.load(folder / "bm25", config.bm25, mmap=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise IndexCorruptError(
-                f"index at {directory} could not be read ({type(exc).__name__}: {exc}); {storage.rebuild_hint(directory)}"
+                f"index at {directory} could not be read ({type(exc).__name__}: {exc}); "
+                f"{storage.rebuild_hint(directory)}"
             ) from exc
         if len(passages) != bm25.num_docs:
             raise IndexCorruptError(
-                f"index at {directory} has {len(passages)} passages but {bm25.num_docs} BM25 rows; {storage.rebuild_hint(directory)}"
+                f"index at {directory} has {len(passages)} passages but {bm25.num_docs} BM25 rows; "
+                f"{storage.rebuild_hint(directory)}"
             )
         index = cls(directory, manifest, passages, bm25, encoder_path=encoder)
         if runtime is not None:

@@ -62,7 +62,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         )
     if not path.is_file():
         raise IndexMissingError(
-            f"{directory} holds no ragqa index (no {MANIFEST}): build one with `ragqa index <your documents> --index-dir {directory}`"
+            f"{directory} holds no ragqa index (no {MANIFEST}): build one with `ragqa index <your documents> "
+            f"--index-dir {directory}`"
         )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -99,7 +100,8 @@ def verify(directory: Path, manifest: dict[str, Any]) -> None:
         size = path.stat().st_size
         if size != meta.get("bytes"):
             raise IndexCorruptError(
-                f"index file {path} has {size} bytes, the manifest says {meta.get('bytes')} (truncated or replaced); {rebuild_hint(directory)}"
+                f"index file {path} has {size} bytes, the manifest says {meta.get('bytes')} (truncated or replaced); "
+                f"{rebuild_hint(directory)}"
             )
         if file_sha256(path) != meta.get("sha256"):
             raise IndexCorruptError(f"index file {path} fails its checksum (corrupted); {rebuild_hint(directory)}")
@@ -139,7 +141,8 @@ class WriteLock:
             self._lock.acquire(timeout=self.timeout)
         except Timeout as exc:
             raise IndexLockedError(
-                f"another `ragqa index` is writing {self.directory} (lock {self.directory / LOCK}): wait for it to finish, or pass --wait"
+                f"another `ragqa index` is writing {self.directory} (lock {self.directory / LOCK}): wait for it to "
+                "finish, or pass --wait"
             ) from exc
         return self
 

@@ -108,7 +108,8 @@ def onnx_file(model_dir: str | Path, kind: str, sha256: str, quantized: bool = F
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelError(
-            f"cannot write the ONNX cache at {folder} ({exc.strerror}): set RAGQA_CACHE_DIR to a writable folder or use runtime torch"
+            f"cannot write the ONNX cache at {folder} ({exc.strerror}): set RAGQA_CACHE_DIR to a writable folder or "
+            "use runtime torch"
         ) from exc
     from filelock import FileLock
 

@@ -103,7 +103,8 @@ class FastTokenizer:
             encoded = self.tokenizer.encode_batch(list(zip(questions, contexts)))
         except Exception as exc:  # noqa: BLE001 - raised when the question alone fills the window
             raise InputError(
-                f"the question is too long to read with a passage in {max_length} tokens: shorten it ({str(exc).splitlines()[0]})"
+                f"the question is too long to read with a passage in {max_length} tokens: shorten it "
+                f"({str(exc).splitlines()[0]})"
             ) from exc
         flat, sample_map = [], []
         for i, e in enumerate(encoded):

@@ -92,7 +92,8 @@ def assemble(
     size = _size(out)
     if size > limit_mib * MIB:
         raise InputError(
-            f"{out} holds {size / MIB:.1f} MiB, over the {limit_mib:g} MiB that may travel: use a smaller base model or leave the wheels out"
+            f"{out} holds {size / MIB:.1f} MiB, over the {limit_mib:g} MiB that may travel: use a smaller base model "
+            "or leave the wheels out"
         )
     manifest = {
         "base": str(source),

@@ -412,6 +412,16 @@ def write_model_card(out_dir: Path, results: dict[str, Any], train_path: str | P
     from rag_qa import __version__
 
     cfg = results["config"]
+    data = (
+        f"`{Path(str(train_path)).name}`: {results['train_questions']:,} questions, "
+        f"{results['train_windows']:,} windows of {cfg['max_seq_length']} tokens (stride {cfg['doc_stride']})"
+    )
+    if results.get("answerless_paragraphs"):
+        data += f", {results['answerless_paragraphs']:,} answerless paragraphs"
+    steps = (
+        f"{results['steps']:,} ({results['epochs']:.2f} epochs), batch {cfg['batch_size']}, learning rate "
+        f"{cfg['learning_rate']}, on {results['device']} in {results['train_seconds'] / 60:.0f} min"
+    )
     card = f"""# ragqa extractive reader
 
 An extractive question-answering model (`AutoModelForQuestionAnswering`),
@@ -420,8 +430,8 @@ fine-tuned with `ragqa train-reader`.
 | | |
 |---|---|
 | base model | `{Path(results["base"]).name}` |
-| training data | `{Path(str(train_path)).name}`: {results["train_questions"]:,} questions, {results["train_windows"]:,} windows of {cfg["max_seq_length"]} tokens (stride {cfg["doc_stride"]}) |
-| steps | {results["steps"]:,} ({results["epochs"]:.2f} epochs), batch {cfg["batch_size"]}, learning rate {cfg["learning_rate"]}, on {results["device"]} in {results["train_seconds"] / 60:.0f} min |
+| training data | {data} |
+| steps | {steps} |
 | evaluation | {results["eval_source"]}: {results["eval_questions"]:,} questions |
 | exact match | {results["exact_match"]:.2f} |
 | F1 | {results["f1"]:.2f} |
