@@ -37,7 +37,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Timings, command, machine, markdown_table, time_calls, time_gold_reading, time_once, versions  # noqa: E402
+from common import (  # noqa: E402
+    Timings,
+    command,
+    machine,
+    markdown_table,
+    time_calls,
+    time_gold_reading,
+    time_once,
+    versions,
+)
 
 SYSTEMS = ("ragqa", "langchain", "haystack")
 RECALL_KS = (1, 5, 20, 100)
@@ -171,7 +180,10 @@ def run_ragqa(work: Path, args) -> dict:
         index = Index.load(work / f"index-{name}", encoder=encoder)
         for mode in (["bm25"] if name == "base" else []) + ["dense", "hybrid"]:
             label = mode if mode == "bm25" else f"{mode} ({name} encoder)"
-            search = lambda q, m=mode, i=index: [number[h.passage.passage_id] for h in i.search(q, k=DEPTH, mode=m)]  # noqa: E731
+
+            def search(q, m=mode, i=index):
+                return [number[h.passage.passage_id] for h in i.search(q, k=DEPTH, mode=m)]
+
             out["retrieval"][label] = evaluate_search(search, passages, queries)
         qa = RagQA(index, reader)
 
@@ -411,7 +423,8 @@ def format_tables(results: dict) -> str:
     """The tables of a peers result, as printed and as the README shows them."""
     data = results["data"]
     parts = [
-        f"SQuAD-open, held-out articles: {data['paragraphs']} paragraphs -> {data['passages']} passages, {data['questions']} questions\n"
+        f"SQuAD-open, held-out articles: {data['paragraphs']} paragraphs -> {data['passages']} passages, "
+        f"{data['questions']} questions\n"
     ]
     rows = []
     for system, res in results["systems"].items():

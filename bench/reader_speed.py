@@ -26,7 +26,15 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command, machine, markdown_table, time_calls, time_gold_reading, time_repeated, versions  # noqa: E402
+from common import (  # noqa: E402
+    command,
+    machine,
+    markdown_table,
+    time_calls,
+    time_gold_reading,
+    time_repeated,
+    versions,
+)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -137,17 +145,20 @@ def main(argv: list[str] | None = None) -> dict:
         for q in quality
     ]
     print(
-        f"Reader on {len(sample)} held-out SQuAD questions, gold passages; {results['machine']['cpu']} ({results['machine']['cores']} cores)"
+        f"Reader on {len(sample)} held-out SQuAD questions, gold passages; "
+        f"{results['machine']['cpu']} ({results['machine']['cores']} cores)"
     )
     print(markdown_table(["device", "runtime", "EM", "F1", "passages/s"], rows))
     w = results["warm_ask"]
     print(
-        f"Warm ask, top-10 passages of {w['corpus_passages']:,}: p50 {w['p50_ms']:.0f} ms, p95 {w['p95_ms']:.0f} ms over {w['asks']} questions "
+        f"Warm ask, top-10 passages of {w['corpus_passages']:,}: "
+        f"p50 {w['p50_ms']:.0f} ms, p95 {w['p95_ms']:.0f} ms over {w['asks']} questions "
         f"(open-domain EM {w['open_domain_exact_match']:.1f}, F1 {w['open_domain_f1']:.1f})"
     )
     c = results["cold_ask_s"]
     print(
-        f"Cold `ragqa ask` (new process, load index and models, answer): median {c['median']:.2f} s with the default runtime ({c['runtime']}), "
+        f"Cold `ragqa ask` (new process, load index and models, answer): "
+        f"median {c['median']:.2f} s with the default runtime ({c['runtime']}), "
         f"{c['torch']['median']:.2f} s with --runtime torch, over {c['runs']} runs each"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

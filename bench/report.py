@@ -128,11 +128,13 @@ def retrieval_speed(r: dict) -> str:
         ["hybrid, ragqa", _n(r["hybrid"]["qps"], 0), ""],
     ]
     c = r["corpus"]
+    cmd = r.get("command", "python bench/retrieval_speed.py --data ../shared/data")
     return "\n".join(
         [
-            f"`{r.get('command', 'python bench/retrieval_speed.py --data ../shared/data')}` — one index over SQuAD v1.1 train paragraphs and SciFact abstracts, "
+            f"`{cmd}` — one index over SQuAD v1.1 train paragraphs and SciFact abstracts, "
             f"{c['documents']:,} documents cut into {c['passages']:,} passages, {c['queries']:,} questions "
-            f"(rank-bm25: the first {bm['rank-bm25']['queries']}); queries/s over {bm['ragqa']['runs']} timed runs after a warm-up. {_machine(r['machine'])}.",
+            f"(rank-bm25: the first {bm['rank-bm25']['queries']}); "
+            f"queries/s over {bm['ragqa']['runs']} timed runs after a warm-up. {_machine(r['machine'])}.",
             "",
             markdown_table(["what", "queries/s", "ratio"], rows),
             "",
@@ -156,7 +158,8 @@ def retrieval_speed(r: dict) -> str:
                 ],
             ),
             "",
-            f"ragqa's BM25 top-10 equals rank-bm25's on {100 * bm['agreement_top10_with_rank_bm25']:.0f}% of the questions compared. "
+            f"ragqa's BM25 top-10 equals rank-bm25's on {100 * bm['agreement_top10_with_rank_bm25']:.0f}% "
+            "of the questions compared. "
             f"Indexing (read, chunk, embed, BM25, FAISS, write): {r['indexing']['passages_per_s']:.0f} passages/s.",
         ]
     )
@@ -168,14 +171,18 @@ def reader_speed(r: dict) -> str:
         for g in r["gold_passages"]
     ]
     w, c = r["warm_ask"], r["cold_ask_s"]
+    cmd = r.get("command", "python bench/reader_speed.py --data ../shared/data")
     return "\n".join(
         [
-            f"`{r.get('command', 'python bench/reader_speed.py --data ../shared/data')}` — the shipped reader on {r['questions']} held-out SQuAD questions with their gold passages. {_machine(r['machine'])}.",
+            f"`{cmd}` — the shipped reader on {r['questions']} held-out SQuAD questions with their gold passages. "
+            f"{_machine(r['machine'])}.",
             "",
             markdown_table(["device", "runtime", "EM", "F1", "passages/s"], rows),
             "",
-            f"Warm `ask` at top-{w['passages']} passages over {w['corpus_passages']:,} passages ({w['reader_precision']}): p50 {w['p50_ms']:.0f} ms, p95 {w['p95_ms']:.0f} ms ({w['asks']} questions). "
-            f"Cold `ragqa ask` (new process: imports, load index, encoder and reader, answer): median {c['median']:.1f} s over {c['runs']} runs (min {c['min']:.1f}, max {c['max']:.1f})"
+            f"Warm `ask` at top-{w['passages']} passages over {w['corpus_passages']:,} passages "
+            f"({w['reader_precision']}): p50 {w['p50_ms']:.0f} ms, p95 {w['p95_ms']:.0f} ms ({w['asks']} questions). "
+            "Cold `ragqa ask` (new process: imports, load index, encoder and reader, answer): "
+            f"median {c['median']:.1f} s over {c['runs']} runs (min {c['min']:.1f}, max {c['max']:.1f})"
             + (
                 f" with the default runtime ({c['runtime']}); {c['torch']['median']:.1f} s with `--runtime torch`."
                 if "torch" in c
@@ -190,10 +197,12 @@ def peers(r: dict) -> str:
     import peers as peers_module
 
     v = r["versions"]
+    cmd = r.get("command", "python bench/peers.py --data ../shared/data")
     return "\n".join(
         [
-            f"`{r.get('command', 'python bench/peers.py --data ../shared/data')}` — every system in its own process, over the same passages and questions "
-            f"(LangChain: langchain-community {v.get('langchain-community')}, langchain-classic {v.get('langchain-classic')}; Haystack: haystack-ai {v.get('haystack-ai')}). "
+            f"`{cmd}` — every system in its own process, over the same passages and questions "
+            f"(LangChain: langchain-community {v.get('langchain-community')}, "
+            f"langchain-classic {v.get('langchain-classic')}; Haystack: haystack-ai {v.get('haystack-ai')}). "
             "Latency is per single query, top-100 for retrieval, top-10 retrieve + read end to end.",
             "",
             peers_module.format_tables(r),
@@ -215,9 +224,10 @@ def scaling(r: dict, name: str = "scaling") -> str:
         for s in r["sizes"]
     ]
     sizes = ",".join(str(s["target_passages"]) for s in r["sizes"])
+    cmd = r.get("command", f"python bench/scaling.py --data ../shared/data --sizes {sizes}")
     return "\n".join(
         [
-            f"`{r.get('command', f'python bench/scaling.py --data ../shared/data --sizes {sizes}')}` — `ragqa index` in its own process on synthetic documents of SQuAD and SciFact sentences, "
+            f"`{cmd}` — `ragqa index` in its own process on synthetic documents of SQuAD and SciFact sentences, "
             f"then single top-10 queries. {_machine(r['machine'])}.",
             "",
             markdown_table(

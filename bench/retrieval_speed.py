@@ -226,11 +226,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     c = results["corpus"]
     print(
-        f"Corpus: {c['documents']:,} documents -> {c['passages']:,} passages; {c['queries']:,} questions; {results['machine']['cpu']} ({results['machine']['cores']} cores)"
+        f"Corpus: {c['documents']:,} documents -> {c['passages']:,} passages; {c['queries']:,} questions; "
+        f"{results['machine']['cpu']} ({results['machine']['cores']} cores)"
     )
     print(table)
     print(
-        f"Indexing: {results['indexing']['passages_per_s']:,.1f} passages/s ({results['indexing']['seconds']:.1f} s, read + chunk + embed + BM25 + FAISS + write)"
+        f"Indexing: {results['indexing']['passages_per_s']:,.1f} passages/s "
+        f"({results['indexing']['seconds']:.1f} s, read + chunk + embed + BM25 + FAISS + write)"
     )
     print(
         markdown_table(
@@ -247,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     )
     print(
-        f"Top-10 the same as rank-bm25's (ties in any order) for {b['agreement_top10_with_rank_bm25']:.1%} of {b['rank-bm25']['queries']} questions"
+        f"Top-10 the same as rank-bm25's (ties in any order) for {b['agreement_top10_with_rank_bm25']:.1%} "
+        f"of {b['rank-bm25']['queries']} questions"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -29,7 +29,12 @@ from common import command, load_corpus, machine, markdown_table, time_calls, ti
 DOCS_PER_FILE = 5_000
 
 # Runs a command and prints the peak RSS (KiB) of its process tree's largest member.
-_PEAK = "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+_PEAK = (
+    "import resource, subprocess, sys; "
+    "r = subprocess.run(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+    "sys.exit(r.returncode)"
+)
 
 
 def query_index(index_dir: Path, queries_file: Path, encoder: str | None) -> dict:

@@ -115,6 +115,9 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     help="Allow removing documents: with PATHS, the index then holds exactly PATHS; without, documents whose files are "
     "gone are dropped however many.",
 )
+@click.option(
+    "--follow-links", is_flag=True, default=None, help="Also read links to files outside the indexed folders."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @click.pass_context
 def index_cmd(
@@ -125,6 +128,7 @@ def index_cmd(
     encoder: Path | None,
     wait: float,
     prune: bool,
+    follow_links: bool | None,
     as_json: bool,
 ) -> None:
     """Build or update the index from files and folders.
@@ -149,6 +153,7 @@ def index_cmd(
         show_progress=not ctx.obj["quiet"],
         wait=wait,
         prune=prune,
+        follow_links=follow_links,
     )
     _print_build(report, as_json)
 

@@ -164,6 +164,7 @@ class IndexConfig(Config):
     include_title: bool = True
     max_file_mb: float = 64.0
     skip_hidden: bool = True
+    follow_links: bool = False  # read links to files outside the indexed folders
 
 
 def load_yaml_config(cls: type[C], path: str | Path) -> C:

@@ -126,7 +126,15 @@ def test_bad_config(runner, tmp_path, write_corpus, one_line_error):
 
 
 def test_help_does_not_import_torch():
-    code = "import sys\nfrom rag_qa.cli import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, 'faiss' in sys.modules)"
+    code = (
+        "import sys\n"
+        "from rag_qa.cli import cli\n"
+        "try:\n"
+        "    cli(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('torch' in sys.modules, 'faiss' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False False"
 

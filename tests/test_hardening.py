@@ -111,3 +111,60 @@ def test_terminal_escapes_from_documents_and_names_never_reach_the_terminal(tmp_
         CliRunner().invoke(cli, ["search", "vault code", "--index-dir", str(index), "--json", "--mode", "bm25"]).output
     )
     assert "\x1b]0;owned\x07" in hits[0]["text"]  # JSON stays exact
+
+
+def _built(tmp_path, write_corpus):
+    from rag_qa import Index
+
+    return Index.build([write_corpus(tmp_path / "docs")], tmp_path / "index", show_progress=False).directory
+
+
+@pytest.mark.slow
+def test_the_manifest_carries_its_own_checksum_and_names_files_only_inside_the_index(tmp_path, write_corpus):
+    from rag_qa import Index
+    from rag_qa.errors import IndexCorruptError
+    from rag_qa.retrieval import storage
+
+    directory = _built(tmp_path, write_corpus)
+    path = directory / "manifest.json"
+    original = path.read_text()
+    path.write_text(original.replace('"bm25_weight": 0.5', '"bm25_weight": 0.9'))
+    with pytest.raises(IndexCorruptError, match="fails its own checksum"):
+        Index.load(directory)
+    manifest = json.loads(original)
+    manifest["files"]["../../../etc/hostname"] = {"sha256": "0" * 64, "bytes": 1}
+    manifest["sha256"] = storage.manifest_sha256(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError, match="outside its data folder"):
+        Index.load(directory)
+
+
+@pytest.mark.slow
+def test_index_folders_and_files_are_private_to_their_owner(tmp_path, write_corpus):
+    directory = _built(tmp_path, write_corpus)
+    modes = {p.relative_to(directory).as_posix(): p.stat().st_mode & 0o777 for p in [directory, *directory.rglob("*")]}
+    assert modes["."] == 0o700
+    assert all(mode == 0o600 for name, mode in modes.items() if (directory / name).is_file()), modes
+    assert all(mode == 0o700 for name, mode in modes.items() if (directory / name).is_dir()), modes
+
+
+@pytest.mark.slow
+def test_links_to_files_outside_the_folder_are_read_only_when_asked(tmp_path):
+    secret = tmp_path / "private" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("The private key phrase is marmalade.")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("a", "b", "c"):
+        (docs / f"{name}.txt").write_text(f"Ordinary note {name} about gardening.")
+    (docs / "inside-link.txt").symlink_to(docs / "a.txt")
+    (docs / "outside-link.txt").symlink_to(secret)
+    plain = CliRunner().invoke(cli, ["index", str(docs), "--index-dir", str(tmp_path / "i1"), "--json"])
+    assert plain.exit_code == 0, plain.output
+    report = json.loads(plain.stdout)
+    assert report["documents"] == 3  # the link inside the folder is the same document as its target
+    assert [s["path"].rsplit("/", 1)[-1] for s in report["skipped"]] == ["outside-link.txt"]
+    followed = CliRunner().invoke(
+        cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "i2"), "--json", "--follow-links"]
+    )
+    assert json.loads(followed.output)["documents"] == 4

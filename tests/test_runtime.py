@@ -146,7 +146,8 @@ def test_ask_starts_without_importing_torch(corpus_dir, tmp_path, monkeypatch):
         "import sys\n"
         "from click.testing import CliRunner\n"
         "from rag_qa.cli import cli\n"
-        f"result = CliRunner().invoke(cli, ['ask', 'What does the manifest record?', '--index-dir', {str(index_dir)!r}, '--json'])\n"
+        "result = CliRunner().invoke(cli, ['ask', 'What does the manifest record?', "
+        f"'--index-dir', {str(index_dir)!r}, '--json'])\n"
         "print(result.output)\n"
         "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
     )

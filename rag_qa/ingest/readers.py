@@ -50,12 +50,14 @@ def iter_files(
     report: IngestReport,
     skip_hidden: bool = True,
     skip_dir: Callable[[Path], bool] | None = None,
+    follow_links: bool = False,
 ) -> Iterator[Path]:
     """Yield the supported files under ``paths`` in a stable (sorted) order.
 
     A path that does not exist raises :class:`InputError`. Symbolic links to
-    folders are not followed, so a link loop cannot trap the walk. Folders
-    for which ``skip_dir`` is true are not entered.
+    folders are not followed, so a link loop cannot trap the walk; a link to
+    a file outside the folder being walked is skipped with a warning unless
+    ``follow_links``. Folders for which ``skip_dir`` is true are not entered.
     """
     for raw in paths:
         path = Path(raw)
@@ -83,11 +85,26 @@ def iter_files(
             for name in sorted(files):
                 if skip_hidden and name.startswith("."):
                     continue
+                if not follow_links and _links_outside(Path(root) / name, path):
+                    report.skip(
+                        Path(root) / name, "a link to a file outside the indexed folder; pass --follow-links to read it"
+                    )
+                    continue
                 file = Path(root) / name
                 if file.suffix.lower() in SUPPORTED_EXTENSIONS:
                     yield file
                 else:
                     report.ignored += 1
+
+
+def _links_outside(file: Path, root: Path) -> bool:
+    if not file.is_symlink():
+        return False
+    try:
+        file.resolve().relative_to(root.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return True
+    return False
 
 
 def iter_documents(

@@ -79,6 +79,7 @@ def build_index(
     wait: float = 0,
     prune: bool = False,
     remove: Iterable[str | Path] = (),
+    follow_links: bool | None = None,
 ) -> BuildReport:
     """Build the index in ``directory`` from ``paths``, or update it.
 
@@ -102,6 +103,8 @@ def build_index(
             config = IndexConfig.from_dict(old["manifest"]["config"]) if old else IndexConfig()
         if encoder is not None:
             config = config.replace(dense={"encoder": str(encoder)})
+        if follow_links is not None:
+            config = config.replace(follow_links=follow_links)
         roots, excludes = _sources(paths, remove, old["manifest"] if old else {}, prune)
         if not roots:
             raise InputError("no documents given: pass the files or folders to index, e.g. `ragqa index docs/`")
@@ -110,7 +113,13 @@ def build_index(
         ingest = IngestReport()
         files = [
             f
-            for f in iter_files(roots, ingest, skip_hidden=config.skip_hidden, skip_dir=storage.is_index_dir)
+            for f in iter_files(
+                roots,
+                ingest,
+                skip_hidden=config.skip_hidden,
+                skip_dir=storage.is_index_dir,
+                follow_links=config.follow_links,
+            )
             if not any(_under(str(f), e) for e in excludes)
         ]
         # Documents are chunked as they are read and only their hashes kept,

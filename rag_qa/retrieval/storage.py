@@ -31,6 +31,16 @@ FORMAT_NAME = "ragqa-index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LOCK = ".lock"
+# Index folders and files are private to their owner: passages hold the documents' text.
+DIR_MODE, FILE_MODE = 0o700, 0o600
+
+
+def manifest_sha256(manifest: dict[str, Any]) -> str:
+    """The checksum a manifest carries of its own body (every key but ``sha256``)."""
+    body = {k: v for k, v in manifest.items() if k != "sha256"}
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    ).hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -77,6 +87,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             f"index at {directory} has format version {version}, newer than this ragqa reads ({FORMAT_VERSION}): "
             f"upgrade ragqa, or {rebuild_hint(directory)}"
         )
+    if "sha256" in manifest and manifest["sha256"] != manifest_sha256(manifest):
+        raise IndexCorruptError(f"{path} fails its own checksum (corrupted or edited); {rebuild_hint(directory)}")
     return manifest
 
 
@@ -94,6 +106,10 @@ def verify(directory: Path, manifest: dict[str, Any]) -> None:
     if not isinstance(files, dict) or not files:
         raise IndexCorruptError(f"{directory / MANIFEST} lists no files; {rebuild_hint(directory)}")
     for rel, meta in files.items():
+        if not isinstance(rel, str) or not isinstance(meta, dict) or not _inside(rel):
+            raise IndexCorruptError(
+                f"{directory / MANIFEST} lists a file outside its data folder ({rel!r}); {rebuild_hint(directory)}"
+            )
         path = folder / rel
         if not path.is_file():
             raise IndexCorruptError(f"index file {path} is missing; {rebuild_hint(directory)}")
@@ -105,6 +121,12 @@ def verify(directory: Path, manifest: dict[str, Any]) -> None:
             )
         if file_sha256(path) != meta.get("sha256"):
             raise IndexCorruptError(f"index file {path} fails its checksum (corrupted); {rebuild_hint(directory)}")
+
+
+def _inside(rel: str) -> bool:
+    """True for a relative path that stays inside its folder (no absolute path, no ``..``)."""
+    parts = Path(rel).parts
+    return bool(parts) and not Path(rel).is_absolute() and ".." not in parts and "\\" not in rel
 
 
 def check_target(directory: Path) -> None:
@@ -129,10 +151,10 @@ class WriteLock:
     def __init__(self, directory: Path, timeout: float = 0):
         from filelock import FileLock
 
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self.directory = directory
         self.timeout = timeout
-        self._lock = FileLock(str(directory / LOCK))
+        self._lock = FileLock(str(directory / LOCK), mode=FILE_MODE)
 
     def __enter__(self) -> "WriteLock":
         from filelock import Timeout
@@ -154,15 +176,19 @@ def new_generation(directory: Path) -> tuple[Path, str]:
     """A fresh temporary folder beside the live data and the name it will take."""
     gen_id = f"{uuid.uuid4().hex[:12]}"
     tmp = directory / f".tmp-{gen_id}"
-    tmp.mkdir(parents=True)
+    tmp.mkdir(mode=DIR_MODE, parents=True)
     return tmp, f"gen-{gen_id}"
 
 
 def _fsync_tree(folder: Path) -> None:
+    """Flush every file to disk, and make files and folders private to the owner."""
     for path in folder.rglob("*"):
         if path.is_file():
+            path.chmod(FILE_MODE)
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
+        elif path.is_dir():
+            path.chmod(DIR_MODE)
     _fsync_dir(folder)
 
 
@@ -183,8 +209,9 @@ def commit(directory: Path, tmp: Path, gen_name: str, manifest: dict[str, Any]) 
     final = directory / gen_name
     os.replace(tmp, final)
     manifest = {**manifest, "data_dir": gen_name}
+    manifest["sha256"] = manifest_sha256(manifest)
     staged = directory / f".{MANIFEST}.{gen_name}"
-    with open(staged, "w", encoding="utf-8") as fh:
+    with open(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2, ensure_ascii=False)
         fh.write("\n")
         fh.flush()
