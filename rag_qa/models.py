@@ -64,7 +64,27 @@ def check_model_dir(path: str | Path, kind: str = "encoder") -> Path:
             else ""
         )
         raise ModelError(f"{kind} directory {path} has no safetensors weights{hint}")
+    for module in _module_folders(path):
+        pickles = sorted(p.name for pattern in _PICKLES for p in module.glob(pattern))
+        if pickles and not any(module.glob("*.safetensors")):
+            raise ModelError(
+                f"{kind} directory {path}: module {module.name} has its weights only in {', '.join(pickles)}, a pickle "
+                "format ragqa does not load: convert it to safetensors"
+            )
     return path
+
+
+_PICKLES = ("*.bin", "*.pt", "*.pth", "*.pkl")
+
+
+def _module_folders(path: Path) -> list[Path]:
+    """The sub-folders of a sentence-transformers directory's modules (``modules.json``)."""
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+        folders = [path / m["path"] for m in modules if isinstance(m, dict) and m.get("path")]
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+    return [f for f in folders if f.is_dir() and f.resolve().is_relative_to(path.resolve())]
 
 
 def weights_sha256(path: str | Path) -> str:

@@ -168,3 +168,21 @@ def test_links_to_files_outside_the_folder_are_read_only_when_asked(tmp_path):
         cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "i2"), "--json", "--follow-links"]
     )
     assert json.loads(followed.output)["documents"] == 4
+
+
+def test_an_encoder_module_with_pickled_weights_only_is_refused(tmp_path, tiny_encoder):
+    import shutil
+
+    from rag_qa.errors import ModelError
+    from rag_qa.retrieval.encoder import Encoder
+
+    folder = tmp_path / "encoder"
+    shutil.copytree(tiny_encoder, folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    modules.append({"idx": len(modules), "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "2_Dense").mkdir()
+    (folder / "2_Dense" / "config.json").write_text("{}")
+    (folder / "2_Dense" / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(ModelError, match="2_Dense has its weights only in pytorch_model.bin"):
+        Encoder(folder)
