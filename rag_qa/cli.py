@@ -666,6 +666,39 @@ def tune_reader_cmd(
     )
 
 
+def training_options(kind: str, base_help: str):
+    """``--base``, ``--out`` and ``--config``, shared by the training commands."""
+
+    def decorate(command):
+        for option in reversed(
+            [
+                click.option(
+                    "--base",
+                    type=click.Path(file_okay=False, path_type=Path),
+                    help=f"{base_help} (default: the bundled MiniLM).",
+                ),
+                click.option(
+                    "--out",
+                    "out_dir",
+                    type=click.Path(file_okay=False, path_type=Path),
+                    default=Path(f"models/{kind}"),
+                    show_default=True,
+                    help=f"Where the trained {kind} is saved.",
+                ),
+                click.option(
+                    "--config",
+                    "config_path",
+                    type=click.Path(dir_okay=False, path_type=Path),
+                    help=f"YAML settings (see configs/train_{kind}.yaml).",
+                ),
+            ]
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @cli.command("train-encoder")
 @click.option(
     "--train",
@@ -674,25 +707,7 @@ def tune_reader_cmd(
     type=click.Path(path_type=Path),
     help="SQuAD JSON(.gz), a JSONL of {query, positive, negative}, or a BEIR folder.",
 )
-@click.option(
-    "--base",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Local sentence-transformers directory to start from (default: the bundled MiniLM).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("models/encoder"),
-    show_default=True,
-    help="Where the trained encoder is saved.",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="YAML settings (see configs/train_encoder.yaml).",
-)
+@training_options("encoder", "Local sentence-transformers directory to start from")
 @click.option("--max-train-pairs", type=int, help="Train on a random subset of this many pairs.")
 @click.option("--epochs", type=float, help="Passes over the training pairs.")
 @click.pass_context
@@ -749,25 +764,7 @@ def train_encoder_cmd(
     type=click.Path(dir_okay=False, path_type=Path),
     help="SQuAD JSON to evaluate on (default: articles held out of --train).",
 )
-@click.option(
-    "--base",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Local model directory to start from (default: the bundled MiniLM).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("models/reader"),
-    show_default=True,
-    help="Where the trained reader is saved.",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="YAML settings (see configs/train_reader.yaml).",
-)
+@training_options("reader", "Local model directory to start from")
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
 @click.option("--max-train-examples", type=int, help="Train on a random subset of this many questions.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
@@ -789,6 +786,10 @@ def train_reader_cmd(
     stops early when F1 stops improving, keeps the best checkpoint, and saves
     a plain transformers model directory with eval_results.json and a model
     card to OUT.
+
+    SIGTERM or Ctrl-C saves a checkpoint after the current step and stops;
+    --resume continues the same run. `negatives_per_question` in the config
+    adds answerless paragraphs (see configs/train_reader.yaml).
     """
     from rag_qa.training.reader import ReaderTrainConfig, train_reader
 
