@@ -141,6 +141,7 @@ class Answer:
             "logit": self.logit,
             "retriever_score": self.retriever_score,
             "context": self.context,
+            "context_start": self.context_start,
             "passage_id": self.passage.passage_id,
             "doc_id": self.passage.doc_id,
         }
