@@ -186,3 +186,19 @@ def test_an_encoder_module_with_pickled_weights_only_is_refused(tmp_path, tiny_e
     (folder / "2_Dense" / "pytorch_model.bin").write_bytes(b"not really a pickle")
     with pytest.raises(ModelError, match="2_Dense has its weights only in pytorch_model.bin"):
         Encoder(folder)
+
+
+@pytest.mark.slow
+def test_a_loaded_index_keeps_answering_after_two_rebuilds(tmp_path, write_corpus):
+    from rag_qa import Index
+
+    docs = write_corpus(tmp_path / "docs")
+    loaded = Index.build([docs], tmp_path / "index", show_progress=False)
+    assert loaded.search("Which planet is the largest?", k=3, mode="bm25")  # in use, dense search not yet asked for
+    for i in range(2):
+        (docs / f"new{i}.txt").write_text(f"Extra note number {i} about comets and their tails.")
+        Index.build([docs], tmp_path / "index", show_progress=False)
+    assert len(list((tmp_path / "index").glob("gen-*"))) <= 2  # the first generation is gone from disk
+    hits = loaded.search("Which planet is the largest?", k=3, mode="dense")
+    assert len(hits) == 3 and {h.passage.passage_id for h in hits} <= {p.passage_id for p in loaded.passages}
+    assert "Jupiter" in hits[0].passage.text

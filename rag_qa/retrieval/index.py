@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 class Index:
     """A built index, loaded from its directory.
 
-    BM25 arrays and embeddings are memory-mapped; the encoder and the FAISS
-    index are loaded on the first dense or hybrid search, or by :meth:`warm_up`.
+    BM25 arrays, the FAISS index and the embeddings are memory-mapped when
+    the index is loaded; the encoder is loaded on the first dense or hybrid
+    search, or by :meth:`warm_up`.
     """
 
     def __init__(
@@ -85,6 +86,9 @@ class Index:
         index = cls(directory, manifest, passages, bm25, encoder_path=encoder)
         if runtime is not None:
             index.config = config.replace(dense={"runtime": runtime})
+        # Opened now (memory-mapped), not on the first dense search: the files stay readable
+        # for this process even after later builds remove their generation.
+        index.dense  # noqa: B018
         return index
 
     @classmethod
