@@ -202,3 +202,36 @@ def test_a_loaded_index_keeps_answering_after_two_rebuilds(tmp_path, write_corpu
     hits = loaded.search("Which planet is the largest?", k=3, mode="dense")
     assert len(hits) == 3 and {h.passage.passage_id for h in hits} <= {p.passage_id for p in loaded.passages}
     assert "Jupiter" in hits[0].passage.text
+
+
+def test_a_bit_flipped_onnx_export_is_detected_and_exported_again(tiny_qa_base, tmp_path, monkeypatch, caplog):
+    from rag_qa.models import weights_sha256
+    from rag_qa.runtime import onnx_file
+
+    monkeypatch.setenv("RAGQA_CACHE_DIR", str(tmp_path / "cache"))
+    sha = weights_sha256(tiny_qa_base)
+    path = onnx_file(tiny_qa_base, "reader", sha)
+    good = path.read_bytes()
+    flipped = bytearray(good)
+    flipped[len(flipped) // 2] ^= 0x01  # still a loadable graph, with one weight changed
+    path.write_bytes(bytes(flipped))
+    again = onnx_file(tiny_qa_base, "reader", sha)
+    assert "does not match its recorded sha256" in caplog.text
+    assert again.read_bytes() == good
+    assert (tmp_path / "cache" / "onnx").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to give a folder to another user"
+)
+def test_an_onnx_cache_folder_of_another_user_is_refused(tiny_qa_base, tmp_path, monkeypatch):
+    from rag_qa.errors import ModelError
+    from rag_qa.models import weights_sha256
+    from rag_qa.runtime import onnx_file
+
+    cache = tmp_path / "cache"
+    (cache / "onnx").mkdir(parents=True)
+    os.chown(cache / "onnx", 65534, 65534)
+    monkeypatch.setenv("RAGQA_CACHE_DIR", str(cache))
+    with pytest.raises(ModelError, match="owned by another user"):
+        onnx_file(tiny_qa_base, "reader", weights_sha256(tiny_qa_base))

@@ -10,10 +10,12 @@ a fresh export and a stale one is never used.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -98,44 +100,95 @@ def _quantize(src: Path, out: Path) -> None:
         logging.disable(logging.NOTSET)
 
 
-def onnx_file(model_dir: str | Path, kind: str, sha256: str, quantized: bool = False) -> Path:
-    """The cached ONNX export of ``model_dir``, exported (and quantized) now if missing."""
-    folder = cache_dir() / "onnx" / f"{kind}-{sha256[:20]}"
-    target = folder / ("model.int8.onnx" if quantized else "model.onnx")
-    if target.is_file():
-        return target
+SOURCE = "source.json"  # in each export's folder: the model it came from and the sha256 of each file
+
+
+def _private_folder(folder: Path) -> None:
+    """Create ``folder`` (0700) if needed, and refuse one that another user owns or may write."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelError(
             f"cannot write the ONNX cache at {folder} ({exc.strerror}): set RAGQA_CACHE_DIR to a writable folder or "
             "use runtime torch"
         ) from exc
+    for path in (folder, folder.parent):
+        info = path.lstat()
+        if hasattr(os, "geteuid") and (info.st_uid != os.geteuid() or info.st_mode & 0o022 or path.is_symlink()):
+            raise ModelError(
+                f"the ONNX cache folder {path} is a link, owned by another user or writable by others: "
+                "set RAGQA_CACHE_DIR to a folder of your own"
+            )
+
+
+def _recorded(folder: Path) -> dict:
+    try:
+        data = json.loads((folder / SOURCE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_private(folder: Path, name: str, write) -> None:
+    """Write ``folder/name`` through a fresh temporary file (never through a link), then rename it."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, folder / name)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def onnx_file(model_dir: str | Path, kind: str, sha256: str, quantized: bool = False) -> Path:
+    """The cached ONNX export of ``model_dir``, exported (and quantized) now if missing.
+
+    Each exported file's sha256 is recorded beside it and checked before it
+    is used: a damaged or replaced file is exported again.
+    """
+    onnx_root = cache_dir() / "onnx"
+    _private_folder(onnx_root)
+    folder = onnx_root / f"{kind}-{sha256[:20]}"
+    _private_folder(folder)
+    name = "model.int8.onnx" if quantized else "model.onnx"
+    if _intact(folder, name):
+        return folder / name
     from filelock import FileLock
 
-    with FileLock(str(folder / ".lock")):
-        if target.is_file():  # another process exported it while we waited
-            return target
-        plain = folder / "model.onnx"
-        if not plain.is_file():
+    with FileLock(str(folder / ".lock"), mode=0o600):
+        if _intact(folder, name):  # another process exported it while we waited
+            return folder / name
+        hashes = {k: v for k, v in (_recorded(folder).get("files") or {}).items() if _intact(folder, k)}
+        if "model.onnx" not in hashes:
             logger.info("exporting %s %s to ONNX (once; cached in %s)", kind, model_dir, folder)
-            tmp = folder / f".model.onnx.{os.getpid()}"
-            try:
-                _export(Path(model_dir), kind, tmp)
-                os.replace(tmp, plain)
-            finally:
-                tmp.unlink(missing_ok=True)
+            _write_private(folder, "model.onnx", lambda tmp: _export(Path(model_dir), kind, tmp))
+            hashes["model.onnx"] = _file_sha256(folder / "model.onnx")
         if quantized:
-            tmp = folder / f".model.int8.onnx.{os.getpid()}"
-            try:
-                _quantize(plain, tmp)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-        (folder / "source.json").write_text(
-            json.dumps({"model": str(Path(model_dir).resolve()), "kind": kind, "sha256": sha256}), encoding="utf-8"
-        )
-    return target
+            _write_private(folder, name, lambda tmp: _quantize(folder / "model.onnx", tmp))
+            hashes[name] = _file_sha256(folder / name)
+        source = {"model": str(Path(model_dir).resolve()), "kind": kind, "sha256": sha256, "files": hashes}
+        _write_private(folder, SOURCE, lambda tmp: tmp.write_text(json.dumps(source, indent=2), encoding="utf-8"))
+    return folder / name
+
+
+def _intact(folder: Path, name: str) -> bool:
+    """True when ``folder/name`` exists and matches the sha256 recorded for it."""
+    path = folder / name
+    if not path.is_file() or path.is_symlink():
+        return False
+    expected = (_recorded(folder).get("files") or {}).get(name)
+    if expected == _file_sha256(path):
+        return True
+    logger.warning("cached ONNX file %s does not match its recorded sha256; exporting it again", path)
+    return False
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class OnnxModel:
