@@ -163,6 +163,11 @@ class IndexConfig(Config):
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     include_title: bool = True
     max_file_mb: float = 64.0
+    # HTML and PDF are parsed in a child process with these bounds; a file past them is skipped with a warning.
+    parse_seconds: float = Field(60.0, gt=0)
+    parse_memory_mb: int = Field(2048, ge=64)
+    max_pages: int = Field(5000, ge=1)  # PDF pages read from one file
+    max_chars: int = Field(5_000_000, ge=1000)  # HTML, PDF, JSONL: characters kept from one file or record
     skip_hidden: bool = True
     follow_links: bool = False  # read links to files outside the indexed folders
 

@@ -235,3 +235,58 @@ def test_an_onnx_cache_folder_of_another_user_is_refused(tiny_qa_base, tmp_path,
     monkeypatch.setenv("RAGQA_CACHE_DIR", str(cache))
     with pytest.raises(ModelError, match="owned by another user"):
         onnx_file(tiny_qa_base, "reader", weights_sha256(tiny_qa_base))
+
+
+def _sleep_forever():
+    import time
+
+    time.sleep(60)
+
+
+def _allocate(mb):
+    return len(bytearray(mb * 2**20))
+
+
+def test_a_parse_past_its_time_or_memory_bound_is_stopped():
+    import time
+
+    from rag_qa.ingest.bounded import LimitExceeded, run_bounded
+
+    start = time.perf_counter()
+    with pytest.raises(LimitExceeded, match="longer than 0.5 s"):
+        run_bounded(_sleep_forever, (), seconds=0.5, memory_mb=256)
+    assert time.perf_counter() - start < 5
+    with pytest.raises(LimitExceeded, match="more than 128 MB"):
+        run_bounded(_allocate, (1024,), seconds=30, memory_mb=128)
+    assert run_bounded(_allocate, (16,), seconds=30, memory_mb=128) == 16 * 2**20
+
+
+@pytest.mark.slow
+def test_hostile_html_is_skipped_with_a_warning_and_the_rest_indexed(tmp_path, monkeypatch):
+    from rag_qa import Index
+    from rag_qa.ingest import IngestReport, iter_documents
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tags.html").write_text("<div>" * 400_000 + "deep text")
+    (docs / "fine.html").write_text("<html><body><p>The ferry leaves at noon.</p></body></html>")
+    (docs / "long.jsonl").write_text(json.dumps({"id": "x", "text": "word " * 500_000}) + "\n")
+    config = tmp_path / "tight.yaml"
+    config.write_text("parse_seconds: 1.5\nparse_memory_mb: 256\nmax_chars: 100000\n")
+    from rag_qa.config import IndexConfig
+    from rag_qa.ingest.bounded import ReadLimits
+
+    cfg = IndexConfig.from_yaml(config)
+    limits = ReadLimits(parse_seconds=cfg.parse_seconds, parse_memory_mb=cfg.parse_memory_mb, max_chars=cfg.max_chars)
+    report = IngestReport()
+    read = {d.source.rsplit("/", 1)[-1]: d for d in iter_documents([docs], report, limits=limits)}
+    assert "fine.html" in read and "The ferry leaves at noon." in read["fine.html"].text
+    assert len(read["long.jsonl"].text) == 100_000
+    assert [p.rsplit("/", 1)[-1] for p, _ in report.skipped] == ["tags.html"]
+    assert "parse_seconds or parse_memory_mb" in report.skipped[0][1]
+    result = CliRunner().invoke(
+        cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "index"), "--config", str(config), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["documents"] == 2
+    assert Index.load(tmp_path / "index").search("ferry noon", mode="bm25")

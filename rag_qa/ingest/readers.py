@@ -7,6 +7,7 @@ Files that cannot be read are skipped with one warning line each; the
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from typing import Callable, Iterable, Iterator
 
 from rag_qa.config import SUPPORTED_EXTENSIONS
 from rag_qa.errors import InputError
+from rag_qa.ingest.bounded import LimitExceeded, ReadLimits, run_bounded
 from rag_qa.ingest.decoding import UndecodableError, control_ratio, decode_bytes, detect_encoding
 from rag_qa.text import escape_undecodable
 from rag_qa.types import Document
@@ -112,14 +114,17 @@ def iter_documents(
     report: IngestReport | None = None,
     max_file_mb: float = 64.0,
     skip_hidden: bool = True,
+    limits: ReadLimits | None = None,
 ) -> Iterator[Document]:
     """Read every supported file under ``paths`` into :class:`Document` objects."""
     report = report if report is not None else IngestReport()
     for file in iter_files(paths, report, skip_hidden=skip_hidden):
-        yield from iter_file_documents(file, report, max_file_mb=max_file_mb)
+        yield from iter_file_documents(file, report, max_file_mb=max_file_mb, limits=limits)
 
 
-def iter_file_documents(file: Path, report: IngestReport, max_file_mb: float = 64.0) -> Iterator[Document]:
+def iter_file_documents(
+    file: Path, report: IngestReport, max_file_mb: float = 64.0, limits: ReadLimits | None = None
+) -> Iterator[Document]:
     """The documents in one file, as they are read.
 
     Plain text over :data:`STREAM_BYTES` is streamed: it comes out as several
@@ -135,11 +140,19 @@ def iter_file_documents(file: Path, report: IngestReport, max_file_mb: float = 6
     if size > STREAM_BYTES and file.suffix.lower() in _PLAIN:
         yield from _stream_text(file, report)
     else:
-        yield from read_file(file, report, max_file_mb=max_file_mb)
+        yield from read_file(file, report, max_file_mb=max_file_mb, limits=limits)
 
 
-def read_file(file: Path, report: IngestReport, max_file_mb: float = 64.0) -> list[Document]:
-    """The documents in one file, read whole; an unreadable file is reported and gives none."""
+def read_file(
+    file: Path, report: IngestReport, max_file_mb: float = 64.0, limits: ReadLimits | None = None
+) -> list[Document]:
+    """The documents in one file, read whole; an unreadable file is reported and gives none.
+
+    HTML and PDF are parsed in a child process bounded by ``limits`` (time,
+    memory, pages); every document's text is cut at ``limits.max_chars``.
+    """
+    limits = limits if limits is not None else ReadLimits(max_file_mb=max_file_mb)
+    max_file_mb = limits.max_file_mb
     try:
         size = file.stat().st_size
     except OSError as exc:
@@ -166,18 +179,15 @@ def read_file(file: Path, report: IngestReport, max_file_mb: float = 64.0) -> li
     try:
         if suffix == ".jsonl":
             docs = list(_read_jsonl(data, doc_id, source, report))
-        elif suffix == ".pdf":
-            docs = [_read_pdf(data, doc_id, source, file)]
+        elif suffix in _RICH:
+            docs = _parse_bounded(suffix, data, doc_id, source, file, limits)
         else:
             text, encoding = decode_bytes(data)
-            if suffix in (".html", ".htm"):
-                docs = [_read_html(text, doc_id, source, file, encoding)]
-            else:
-                docs = [_plain_document(text, doc_id, source, file, encoding, markdown=suffix in (".md", ".markdown"))]
+            docs = [_plain_document(text, doc_id, source, file, encoding, markdown=suffix in (".md", ".markdown"))]
     except (UndecodableError, _UnreadableError) as exc:
         report.skip(file, str(exc))
         return []
-    docs = [d for d in docs if d.text.strip()]
+    docs = [d if suffix in _PLAIN else _cut(d, limits.max_chars, file) for d in docs if d.text.strip()]
     if not docs:
         report.skip(file, "no text in file")
         return []
@@ -187,6 +197,56 @@ def read_file(file: Path, report: IngestReport, max_file_mb: float = 64.0) -> li
 
 class _UnreadableError(ValueError):
     pass
+
+
+_RICH = (".pdf", ".html", ".htm")  # parsed in a bounded child process
+
+
+def _parse_bounded(
+    suffix: str, data: bytes, doc_id: str, source: str, file: Path, limits: ReadLimits
+) -> list[Document]:
+    try:
+        result = run_bounded(
+            _parse_rich,
+            (suffix, data, doc_id, source, str(file), limits.max_pages),
+            limits.parse_seconds,
+            limits.parse_memory_mb,
+        )
+    except LimitExceeded as exc:
+        raise _UnreadableError(
+            f"{exc}; raise parse_seconds or parse_memory_mb in the index config to read it"
+        ) from None
+    except RuntimeError as exc:
+        raise _UnreadableError(f"could not be parsed ({exc})") from None
+    if "unreadable" in result:
+        raise _UnreadableError(result["unreadable"])
+    return [Document(**row) for row in result["docs"]]
+
+
+def _parse_rich(suffix: str, data: bytes, doc_id: str, source: str, file: str, max_pages: int) -> dict:
+    """HTML or PDF bytes to documents, as JSON-ready rows (runs in the bounded child)."""
+    try:
+        if suffix == ".pdf":
+            doc = _read_pdf(data, doc_id, source, Path(file), max_pages)
+        else:
+            text, encoding = decode_bytes(data)
+            doc = _read_html(text, doc_id, source, Path(file), encoding)
+    except (UndecodableError, _UnreadableError) as exc:
+        return {"unreadable": str(exc)}
+    return {"docs": [{**dataclasses.asdict(doc), "metadata": dict(doc.metadata)}]}
+
+
+def _cut(doc: Document, max_chars: int, file: Path) -> Document:
+    """``doc`` with its text cut at ``max_chars`` characters (with one warning)."""
+    if len(doc.text) <= max_chars:
+        return doc
+    logger.warning(
+        "%s: only the first %s of its %s characters are indexed (max_chars)",
+        file,
+        f"{max_chars:,}",
+        f"{len(doc.text):,}",
+    )
+    return dataclasses.replace(doc, text=doc.text[:max_chars])
 
 
 class _Replacements:
@@ -340,7 +400,7 @@ def _read_html(markup: str, doc_id: str, source: str, file: Path, encoding: str)
     )
 
 
-def _read_pdf(data: bytes, doc_id: str, source: str, file: Path) -> Document:
+def _read_pdf(data: bytes, doc_id: str, source: str, file: Path, max_pages: int = 5000) -> Document:
     import io
 
     from pypdf import PdfReader
@@ -351,7 +411,12 @@ def _read_pdf(data: bytes, doc_id: str, source: str, file: Path) -> Document:
         if reader.is_encrypted:
             raise _UnreadableError("encrypted PDF; decrypt it first")
         pages, page_starts, offset = [], [], 0
-        for page in reader.pages:
+        for number, page in enumerate(reader.pages):
+            if number >= max_pages:
+                logger.warning(
+                    "%s: only the first %d of its %d pages are read (max_pages)", file, max_pages, len(reader.pages)
+                )
+                break
             page_text = (page.extract_text() or "").strip()
             page_starts.append(offset)
             pages.append(page_text)

@@ -17,6 +17,7 @@ import numpy as np
 from rag_qa.config import SUPPORTED_EXTENSIONS, IndexConfig
 from rag_qa.errors import IndexCorruptError, IndexMissingError, InputError, RagQAError
 from rag_qa.ingest import IngestReport, chunk_document, iter_file_documents, iter_files
+from rag_qa.ingest.bounded import ReadLimits
 from rag_qa.retrieval import storage
 from rag_qa.types import Document, Passage
 
@@ -111,6 +112,13 @@ def build_index(
 
         report = BuildReport(directory=directory, incremental=old is not None)
         ingest = IngestReport()
+        limits = ReadLimits(
+            max_file_mb=config.max_file_mb,
+            parse_seconds=config.parse_seconds,
+            parse_memory_mb=config.parse_memory_mb,
+            max_pages=config.max_pages,
+            max_chars=config.max_chars,
+        )
         files = [
             f
             for f in iter_files(
@@ -128,7 +136,7 @@ def build_index(
         passages: list[Passage] = []
         read_from: set[str] = set()
         for file in tqdm(files, desc="Reading", unit="file", disable=not show_progress):
-            for doc in iter_file_documents(file, ingest, max_file_mb=config.max_file_mb):
+            for doc in iter_file_documents(file, ingest, limits=limits):
                 documents[doc.doc_id] = {"source": doc.source, "sha256": _doc_hash(doc)}
                 passages.extend(chunk_document(doc, config.chunking))
                 read_from.add(str(file))
