@@ -290,3 +290,19 @@ def test_hostile_html_is_skipped_with_a_warning_and_the_rest_indexed(tmp_path, m
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["documents"] == 2
     assert Index.load(tmp_path / "index").search("ferry noon", mode="bm25")
+
+
+def test_a_faiss_file_that_claims_more_vectors_than_it_holds_is_named(tmp_path, write_corpus):
+    import numpy as np
+
+    from rag_qa.config import DenseConfig
+    from rag_qa.errors import IndexCorruptError
+    from rag_qa.retrieval.dense import DenseRetriever, build_faiss
+
+    vectors = np.eye(4, 8, dtype=np.float32)
+    DenseRetriever(build_faiss(vectors, DenseConfig()), vectors, DenseConfig()).save(tmp_path)
+    raw = bytearray((tmp_path / "dense.faiss").read_bytes())
+    raw[8:16] = (2**34).to_bytes(8, "little")  # the header's vector count
+    (tmp_path / "dense.faiss").write_bytes(bytes(raw[:93]))
+    with pytest.raises(IndexCorruptError, match="dense.faiss"):
+        DenseRetriever.load(tmp_path, DenseConfig())

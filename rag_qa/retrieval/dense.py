@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rag_qa.config import DenseConfig
+from rag_qa.errors import IndexCorruptError
 from rag_qa.retrieval.topk import top_k
 from rag_qa.runtime import resolve_device
 
@@ -114,11 +115,21 @@ class DenseRetriever:
     def load(cls, directory: Path, config: DenseConfig) -> "DenseRetriever":
         import faiss
 
+        path = directory / "dense.faiss"
         try:
-            index = faiss.read_index(str(directory / "dense.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-        except RuntimeError:
-            index = faiss.read_index(str(directory / "dense.faiss"))
-        vectors = np.load(directory / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+            vectors = np.load(directory / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+            try:
+                index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            except RuntimeError:
+                index = faiss.read_index(str(path))
+        except (RuntimeError, MemoryError, ValueError, OSError) as exc:
+            raise IndexCorruptError(
+                f"{path} or its embeddings could not be read ({type(exc).__name__}); rebuild the index"
+            ) from None
+        if index.ntotal != len(vectors) or (len(vectors) and index.d != vectors.shape[1]):
+            raise IndexCorruptError(
+                f"{path} holds {index.ntotal} vectors of {index.d} dimensions but the index has {vectors.shape}; rebuild the index"
+            )
         return cls(index, vectors, config)
 
 
