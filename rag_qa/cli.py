@@ -285,7 +285,8 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
         f"({enc['dimension']}-d, sha256 {enc['sha256'][:12]})",
         f"FAISS:      {info['faiss']['type']}, {info['faiss']['ntotal']} vectors",
         f"Fusion:     {info['fusion']['method']}",
-        f"Size:       {info['bytes'] / 2**20:.1f} MiB",
+        f"Size:       {info['bytes'] / 2**20:.1f} MiB ({info['disk_bytes'] / 2**20:.1f} MiB on disk, with the previous "
+        "version kept for readers still loading it)",
         f"Sources:    {', '.join(info['roots'])}",
     ]
     click.echo("\n".join(printable(line, keep_newlines=False) for line in lines))

@@ -238,12 +238,12 @@ class Index:
             "chunking": m["config"]["chunking"],
             "bm25": m["config"]["bm25"],
             "fusion": m["config"]["fusion"],
+            "excludes": m.get("excludes", []),
             "bytes": sum(f["bytes"] for f in m["files"].values()),
+            "disk_bytes": sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file()),
         }
 
 
-# Control characters (tabs and newlines aside) and lone surrogates carry no
-# words and break some tokenizers; they are read as spaces.
 def _read_passages(path: Path) -> list[Passage]:
     with open(path, encoding="utf-8") as fh:
         return [Passage.from_dict(json.loads(line)) for line in fh if line.strip()]
