@@ -53,7 +53,7 @@ class BuildReport:
             f"{self.embedded} passages embedded, {self.reused} reused)"
         )
         if self.skipped:
-            text += f"; {len(self.skipped)} skipped (see warnings above)"
+            text += f"; {len(self.skipped)} skipped (listed in the warnings on stderr, hidden by -q; or with --json)"
         if self.note:
             text += f"; {self.note}"
         return text
