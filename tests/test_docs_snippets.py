@@ -27,7 +27,14 @@ def marked_snippets() -> list[tuple[str, int, str, str]]:
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = path.read_text(encoding="utf-8")
         for match in _BLOCK.finditer(text):
-            found.append((path.relative_to(ROOT).as_posix(), text.count("\n", 0, match.start()) + 1, match.group(1), match.group(2)))
+            found.append(
+                (
+                    path.relative_to(ROOT).as_posix(),
+                    text.count("\n", 0, match.start()) + 1,
+                    match.group(1),
+                    match.group(2),
+                )
+            )
     return found
 
 
