@@ -12,6 +12,7 @@ import tempfile
 os.environ["RAGQA_CACHE_DIR"] = tempfile.mkdtemp(prefix="ragqa-test-cache-")
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,14 @@ def unreadable_as_root(monkeypatch):
         return real(self)
 
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
+
+
+@pytest.fixture(autouse=True)
+def _ragqa_logs_reach_caplog():
+    """The CLI sends ragqa's logs to its own stderr handler, not the root logger;
+    after each test they propagate again, so ``caplog`` sees them in any test order."""
+    yield
+    logger = logging.getLogger("rag_qa")
+    logger.propagate = True
+    logger.handlers[:] = []
+    logger.setLevel(logging.NOTSET)
