@@ -128,7 +128,8 @@ class DenseRetriever:
             ) from None
         if index.ntotal != len(vectors) or (len(vectors) and index.d != vectors.shape[1]):
             raise IndexCorruptError(
-                f"{path} holds {index.ntotal} vectors of {index.d} dimensions but the index has {vectors.shape}; rebuild the index"
+                f"{path} holds {index.ntotal} vectors of {index.d} dimensions but the index has {vectors.shape}; "
+                "rebuild the index"
             )
         return cls(index, vectors, config)
 
