@@ -68,6 +68,13 @@ def escape_undecodable(text: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+def file_title(path) -> str:
+    """A document's title when it names none itself: its file name without the extension."""
+    from pathlib import PurePath
+
+    return escape_undecodable(PurePath(path).stem)
+
+
 def printable(text: str, keep_newlines: bool = True) -> str:
     """``text`` safe to print on a terminal: control characters shown as ``\\xNN``
     (newlines and tabs kept, unless ``keep_newlines`` is false)."""

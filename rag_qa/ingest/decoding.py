@@ -17,6 +17,10 @@ class UndecodableError(ValueError):
     """Bytes that are binary or in no encoding we can identify."""
 
 
+class UnreadableError(ValueError):
+    """A file of a supported type whose content cannot be read (say, an encrypted PDF)."""
+
+
 def decode_bytes(data: bytes) -> tuple[str, str]:
     """Return ``(text, encoding)``. Raises :class:`UndecodableError`.
 

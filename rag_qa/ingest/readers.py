@@ -20,8 +20,11 @@ from typing import Callable, Iterable, Iterator
 from rag_qa.config import SUPPORTED_EXTENSIONS
 from rag_qa.errors import InputError
 from rag_qa.ingest.bounded import LimitExceeded, ReadLimits, run_bounded
-from rag_qa.ingest.decoding import UndecodableError, control_ratio, decode_bytes, detect_encoding
-from rag_qa.text import escape_undecodable
+from rag_qa.ingest.decoding import UndecodableError, UnreadableError, control_ratio, decode_bytes, detect_encoding
+from rag_qa.ingest.html import read_html
+from rag_qa.ingest.markdown import read_markdown
+from rag_qa.ingest.pdf import read_pdf
+from rag_qa.text import escape_undecodable, file_title
 from rag_qa.types import Document
 
 logger = logging.getLogger(__name__)
@@ -183,8 +186,11 @@ def read_file(
             docs = _parse_bounded(suffix, data, doc_id, source, file, limits)
         else:
             text, encoding = decode_bytes(data)
-            docs = [_plain_document(text, doc_id, source, file, encoding, markdown=suffix in (".md", ".markdown"))]
-    except (UndecodableError, _UnreadableError) as exc:
+            if suffix in (".md", ".markdown"):
+                docs = [read_markdown(text, doc_id, source, file, encoding)]
+            else:
+                docs = [_plain_document(text, doc_id, source, file, encoding)]
+    except (UndecodableError, UnreadableError) as exc:
         report.skip(file, str(exc))
         return []
     docs = [d if suffix in _PLAIN else _cut(d, limits.max_chars, file) for d in docs if d.text.strip()]
@@ -193,10 +199,6 @@ def read_file(
         return []
     report.read += 1
     return docs
-
-
-class _UnreadableError(ValueError):
-    pass
 
 
 _RICH = (".pdf", ".html", ".htm")  # parsed in a bounded child process
@@ -213,13 +215,11 @@ def _parse_bounded(
             limits.parse_memory_mb,
         )
     except LimitExceeded as exc:
-        raise _UnreadableError(
-            f"{exc}; raise parse_seconds or parse_memory_mb in the index config to read it"
-        ) from None
+        raise UnreadableError(f"{exc}; raise parse_seconds or parse_memory_mb in the index config to read it") from None
     except RuntimeError as exc:
-        raise _UnreadableError(f"could not be parsed ({exc})") from None
+        raise UnreadableError(f"could not be parsed ({exc})") from None
     if "unreadable" in result:
-        raise _UnreadableError(result["unreadable"])
+        raise UnreadableError(result["unreadable"])
     return [Document(**row) for row in result["docs"]]
 
 
@@ -227,11 +227,11 @@ def _parse_rich(suffix: str, data: bytes, doc_id: str, source: str, file: str, m
     """HTML or PDF bytes to documents, as JSON-ready rows (runs in the bounded child)."""
     try:
         if suffix == ".pdf":
-            doc = _read_pdf(data, doc_id, source, Path(file), max_pages)
+            doc = read_pdf(data, doc_id, source, Path(file), max_pages)
         else:
             text, encoding = decode_bytes(data)
-            doc = _read_html(text, doc_id, source, Path(file), encoding)
-    except (UndecodableError, _UnreadableError) as exc:
+            doc = read_html(text, doc_id, source, Path(file), encoding)
+    except (UndecodableError, UnreadableError) as exc:
         return {"unreadable": str(exc)}
     return {"docs": [{**dataclasses.asdict(doc), "metadata": dict(doc.metadata)}]}
 
@@ -302,7 +302,7 @@ def _stream_text(file: Path, report: IngestReport) -> Iterator[Document]:
             return
         errors = _Replacements()
         decoder = codecs.getincrementaldecoder(encoding)(errors="ragqa-replace")
-        pending, offset, line, part, title, fed = "", 0, 1, 0, _title(file), 0
+        pending, offset, line, part, title, fed = "", 0, 1, 0, file_title(file), 0
         while True:
             final = not block
             _current.replacements = errors
@@ -370,76 +370,18 @@ def _source_name(file: Path) -> str:
         return escape_undecodable(resolved.as_posix())
 
 
-def _title(file: Path) -> str:
-    return escape_undecodable(file.stem)
-
-
 _MD_HEADING = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
-def _plain_document(text: str, doc_id: str, source: str, file: Path, encoding: str, markdown: bool) -> Document:
-    title = _title(file)
-    if markdown:
-        match = _MD_HEADING.search(text)
-        if match:
-            title = match.group(1).strip()
-    return Document(doc_id=doc_id, source=source, text=text, title=title, metadata={"encoding": encoding})
-
-
-def _read_html(markup: str, doc_id: str, source: str, file: Path, encoding: str) -> Document:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(markup, "html.parser")
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    for tag in soup(["script", "style", "noscript", "template", "head"]):
-        tag.decompose()
-    blocks = [line.strip() for line in soup.get_text("\n").splitlines()]
-    text = "\n".join(line for line in blocks if line)
-    return Document(
-        doc_id=doc_id, source=source, text=text, title=title or _title(file), metadata={"encoding": encoding}
-    )
-
-
-def _read_pdf(data: bytes, doc_id: str, source: str, file: Path, max_pages: int = 5000) -> Document:
-    import io
-
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise _UnreadableError("encrypted PDF; decrypt it first")
-        pages, page_starts, offset = [], [], 0
-        for number, page in enumerate(reader.pages):
-            if number >= max_pages:
-                logger.warning(
-                    "%s: only the first %d of its %d pages are read (max_pages)", file, max_pages, len(reader.pages)
-                )
-                break
-            page_text = (page.extract_text() or "").strip()
-            page_starts.append(offset)
-            pages.append(page_text)
-            offset += len(page_text) + 2
-        title = ((reader.metadata or {}).get("/Title") or "").strip() if reader.metadata else ""
-    except _UnreadableError:
-        raise
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise _UnreadableError(f"PDF could not be parsed ({type(exc).__name__}: {exc})".replace("\n", " ")) from exc
-    return Document(
-        doc_id=doc_id,
-        source=source,
-        text="\n\n".join(pages),
-        title=str(title) or _title(file),
-        metadata={"page_starts": page_starts},
-    )
+def _plain_document(text: str, doc_id: str, source: str, file: Path, encoding: str) -> Document:
+    return Document(doc_id=doc_id, source=source, text=text, title=file_title(file), metadata={"encoding": encoding})
 
 
 def _read_jsonl(data: bytes, doc_id: str, source: str, report: IngestReport) -> Iterator[Document]:
     try:
         text, _ = decode_bytes(data)
     except UndecodableError as exc:
-        raise _UnreadableError(str(exc)) from exc
+        raise UnreadableError(str(exc)) from exc
     seen: set[str] = set()
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
