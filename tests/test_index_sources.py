@@ -1,6 +1,7 @@
 """Indexing more paths adds them; removing documents is explicit."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -58,3 +59,30 @@ def test_dropping_many_documents_needs_prune_and_remove_takes_paths_out(tmp_path
     assert back["documents"] == 4  # indexed again on request
     missing = CliRunner().invoke(cli, ["remove", str(tmp_path / "elsewhere"), "--index-dir", str(index)])
     assert missing.exit_code == 1 and "is not in the index" in missing.output
+
+
+@pytest.mark.slow
+def test_sources_stay_relative_to_the_recorded_root_whatever_folder_later_builds_run_in(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    _folder(project / "docs", ["apple"])
+    elsewhere = tmp_path / "elsewhere"
+    _folder(elsewhere / "more", ["bread"])
+    index = tmp_path / "index"
+    monkeypatch.chdir(project)
+    first, _ = _index("docs", "--index-dir", index)
+    assert first.exit_code == 0, first.output
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["source_root"] == str(project.resolve())
+
+    monkeypatch.chdir(elsewhere)  # a later update from another folder, adding a folder beside it
+    second, _ = _index("more", "--index-dir", index)
+    assert second.exit_code == 0, second.output
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["source_root"] == str(project.resolve())  # the first build's root is kept
+    rows = [json.loads(line) for line in (index / manifest["data_dir"] / "passages.jsonl").read_text().splitlines()]
+    by_name = {row["source"].rsplit("/", 1)[-1]: row["source"] for row in rows}
+    assert by_name["apple.txt"] == "docs/apple.txt"  # not re-rooted at the new working directory
+    assert by_name["bread.txt"] == str((elsewhere / "more" / "bread.txt").resolve())  # outside the root: absolute
+    monkeypatch.chdir(tmp_path)
+    for source in by_name.values():  # every source opens from any folder once joined to the root
+        assert (Path(manifest["source_root"]) / source).is_file()

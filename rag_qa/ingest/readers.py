@@ -118,22 +118,29 @@ def iter_documents(
     max_file_mb: float = 64.0,
     skip_hidden: bool = True,
     limits: ReadLimits | None = None,
+    source_root: str | Path | None = None,
 ) -> Iterator[Document]:
     """Read every supported file under ``paths`` into :class:`Document` objects."""
     report = report if report is not None else IngestReport()
     for file in iter_files(paths, report, skip_hidden=skip_hidden):
-        yield from iter_file_documents(file, report, max_file_mb=max_file_mb, limits=limits)
+        yield from iter_file_documents(file, report, max_file_mb=max_file_mb, limits=limits, source_root=source_root)
 
 
 def iter_file_documents(
-    file: Path, report: IngestReport, max_file_mb: float = 64.0, limits: ReadLimits | None = None
+    file: Path,
+    report: IngestReport,
+    max_file_mb: float = 64.0,
+    limits: ReadLimits | None = None,
+    source_root: str | Path | None = None,
 ) -> Iterator[Document]:
     """The documents in one file, as they are read.
 
     Plain text over :data:`STREAM_BYTES` is streamed: it comes out as several
     documents (parts cut at line breaks) whose passages keep offsets and line
     numbers into the whole file. Other files are read whole (see
-    :func:`read_file`).
+    :func:`read_file`). A document's ``source`` is the file's path relative
+    to ``source_root`` (default: the working directory), or its absolute
+    path when the file lies outside that folder.
     """
     try:
         size = file.stat().st_size
@@ -141,13 +148,17 @@ def iter_file_documents(
         report.skip(file, exc.strerror or str(exc))
         return
     if size > STREAM_BYTES and file.suffix.lower() in _PLAIN:
-        yield from _stream_text(file, report)
+        yield from _stream_text(file, report, source_root)
     else:
-        yield from read_file(file, report, max_file_mb=max_file_mb, limits=limits)
+        yield from read_file(file, report, max_file_mb=max_file_mb, limits=limits, source_root=source_root)
 
 
 def read_file(
-    file: Path, report: IngestReport, max_file_mb: float = 64.0, limits: ReadLimits | None = None
+    file: Path,
+    report: IngestReport,
+    max_file_mb: float = 64.0,
+    limits: ReadLimits | None = None,
+    source_root: str | Path | None = None,
 ) -> list[Document]:
     """The documents in one file, read whole; an unreadable file is reported and gives none.
 
@@ -176,7 +187,7 @@ def read_file(
     except OSError as exc:
         report.skip(file, exc.strerror or str(exc))
         return []
-    source = _source_name(file)
+    source = _source_name(file, source_root)
     doc_id = escape_undecodable(file.resolve().as_posix())  # the same whatever the working directory
     suffix = file.suffix.lower()
     try:
@@ -276,13 +287,13 @@ def _replace_and_count(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error("ragqa-replace", _replace_and_count)
 
 
-def _stream_text(file: Path, report: IngestReport) -> Iterator[Document]:
+def _stream_text(file: Path, report: IngestReport, source_root: str | Path | None = None) -> Iterator[Document]:
     """Read a large plain-text file in parts of about :data:`PART_BYTES`.
 
     The encoding is detected on the first block; a byte that is invalid
     later on becomes U+FFFD with one warning, rather than losing the file.
     """
-    source = _source_name(file)
+    source = _source_name(file, source_root)
     doc_id = escape_undecodable(file.resolve().as_posix())
     markdown = file.suffix.lower() in (".md", ".markdown")
     try:
@@ -361,11 +372,12 @@ def _part_end(text: str) -> int:
     return 0 if len(text) < 4 * PART_BYTES else text.rfind(" ") + 1 or len(text)
 
 
-def _source_name(file: Path) -> str:
-    """Paths inside the working directory are kept relative, others absolute."""
+def _source_name(file: Path, source_root: str | Path | None = None) -> str:
+    """Paths inside ``source_root`` (default: the working directory) are kept relative, others absolute."""
     resolved = file.resolve()
+    root = Path(source_root).resolve() if source_root is not None else Path.cwd().resolve()
     try:
-        return escape_undecodable(resolved.relative_to(Path.cwd().resolve()).as_posix())
+        return escape_undecodable(resolved.relative_to(root).as_posix())
     except ValueError:
         return escape_undecodable(resolved.as_posix())
 

@@ -110,6 +110,8 @@ def build_index(
         if not roots:
             raise InputError("no documents given: pass the files or folders to index, e.g. `ragqa index docs/`")
 
+        # Sources are stored relative to the folder of the first build, whatever folder later builds run in.
+        source_root = _source_root(old["manifest"] if old else None)
         report = BuildReport(directory=directory, incremental=old is not None)
         ingest = IngestReport()
         limits = ReadLimits(
@@ -136,7 +138,7 @@ def build_index(
         passages: list[Passage] = []
         read_from: set[str] = set()
         for file in tqdm(files, desc="Reading", unit="file", disable=not show_progress):
-            for doc in iter_file_documents(file, ingest, limits=limits):
+            for doc in iter_file_documents(file, ingest, limits=limits, source_root=source_root):
                 documents[doc.doc_id] = {"source": doc.source, "sha256": _doc_hash(doc)}
                 passages.extend(chunk_document(doc, config.chunking))
                 read_from.add(str(file))
@@ -187,6 +189,7 @@ def build_index(
                 "format_version": storage.FORMAT_VERSION,
                 "ragqa_version": __version__,
                 "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "source_root": source_root,
                 "roots": roots,
                 "excludes": excludes,
                 "counts": {
@@ -212,6 +215,15 @@ def build_index(
         storage.clean_up(directory, keep)
         report.documents, report.passages = len(documents), len(passages)
         return report
+
+
+def _source_root(manifest: dict[str, Any] | None) -> str:
+    """The folder that passages' relative sources start from: the one the index
+    recorded, else (a new index, or one built before it was recorded) the working directory."""
+    recorded = (manifest or {}).get("source_root")
+    if isinstance(recorded, str) and Path(recorded).is_absolute():
+        return recorded
+    return str(Path.cwd().resolve())
 
 
 def _under(path: str, folder: str) -> bool:

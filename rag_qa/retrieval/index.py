@@ -233,6 +233,7 @@ class Index:
             "passages": m["counts"]["passages"],
             "vocabulary": m["counts"]["vocabulary"],
             "roots": m.get("roots", []),
+            "source_root": m.get("source_root"),
             "encoder": m["encoder"],
             "faiss": m["faiss"],
             "chunking": m["config"]["chunking"],
