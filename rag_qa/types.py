@@ -41,13 +41,24 @@ class Passage:
     def line_at(self, offset: int) -> int | None:
         """The 1-based line of the source file at ``offset`` into :attr:`text`, when known.
 
-        ``metadata["line"]`` is the line where the passage starts; a passage
-        marked ``one_line`` (a JSONL record) lies on that line whole.
+        ``metadata["line"]`` is the line where the passage starts; each line
+        break in the text is one more line, except past an anchor of
+        ``metadata["line_map"]`` (``[offset, line]`` pairs, for text extracted
+        from Markdown or HTML), which says the line again. A passage marked
+        ``one_line`` (a JSONL record) lies on that line whole.
         """
         line = self.metadata.get("line")
         if not isinstance(line, int) or isinstance(line, bool):
             return None
-        return line if self.metadata.get("one_line") else line + self.text.count("\n", 0, max(offset, 0))
+        if self.metadata.get("one_line"):
+            return line
+        offset = max(offset, 0)
+        since = 0
+        for anchor, at in self.metadata.get("line_map") or ():
+            if anchor > offset:
+                break
+            since, line = anchor, at
+        return line + self.text.count("\n", since, offset)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -7,6 +7,7 @@ every word of the document lands in at least one passage.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 
 from rag_qa.config import ChunkingConfig
@@ -42,6 +43,7 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
     # A JSONL record is one line of its file, whatever line breaks its text holds.
     one_line = bool(doc.metadata.get("one_line"))
     line, counted_to = int(doc.metadata.get("line" if one_line else "first_line", 1)), 0
+    places = _Places(doc)
     while first < len(units):
         last = first
         while last + 1 < len(units) and units[last + 1][1] - units[first][0] <= config.size:
@@ -50,7 +52,7 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
         if not one_line:
             line += doc.text.count("\n", counted_to, start)
         counted_to = start
-        passages.append(_make_passage(doc, start, end, line))
+        passages.append(_make_passage(doc, start, end, line, places))
         if last == len(units) - 1:
             break
         # Step back over whole trailing units while they fit in the overlap and
@@ -66,16 +68,61 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
     return passages
 
 
-_DOCUMENT_ONLY = ("page_starts", "offset", "first_line")
+_DOCUMENT_ONLY = ("page_starts", "offset", "first_line", "line_map", "sections")
 
 
-def _make_passage(doc: Document, start: int, end: int, line: int) -> Passage:
+class _Places:
+    """Where a document's text came from: lines of the file (plain text counts
+    line breaks; extracted text has ``line_map`` anchors; PDF text has pages,
+    no lines) and the section each offset sits in."""
+
+    def __init__(self, doc: Document):
+        meta = doc.metadata
+        self.line_map = [tuple(a) for a in meta.get("line_map") or ()]
+        self.map_offsets = [a[0] for a in self.line_map]
+        self.sections = [tuple(s) for s in meta.get("sections") or ()]
+        self.section_offsets = [s[0] for s in self.sections]
+        self.lineless = bool(meta.get("page_starts")) and not self.line_map
+        self.text = doc.text
+
+    def section(self, offset: int) -> str | None:
+        at = bisect.bisect_right(self.section_offsets, offset) - 1
+        return self.sections[at][1] if at >= 0 else None
+
+    def anchors(self, start: int, end: int) -> tuple[int | None, list[list[int]]]:
+        """The file line at ``start``, and the anchors inside ``(start, end)`` relative to ``start``."""
+        at = bisect.bisect_right(self.map_offsets, start) - 1
+        if at < 0:
+            line = None
+        else:
+            offset, line = self.line_map[at]
+            line += self.text.count("\n", offset, start)
+        inside = []
+        for offset, anchor in self.line_map[max(at + 1, 0) :]:
+            if offset >= end:
+                break
+            inside.append([offset - start, anchor])
+        return line, inside
+
+
+def _make_passage(doc: Document, start: int, end: int, line: int, places: _Places | None = None) -> Passage:
+    places = places or _Places(doc)
     text = doc.text[start:end]
+    section = places.section(start)
+    if places.line_map:
+        line, inside = places.anchors(start, end)
+    else:
+        inside = []
     shift = int(doc.metadata.get("offset", 0))
     start, end = start + shift, end + shift
     digest = hashlib.sha1(f"{doc.doc_id}\0{start}\0{end}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
     metadata = {k: v for k, v in doc.metadata.items() if k not in _DOCUMENT_ONLY}
-    metadata["line"] = line
+    if line is not None and not places.lineless:
+        metadata["line"] = line
+    if inside:
+        metadata["line_map"] = inside
+    if section:
+        metadata["section"] = section
     page_starts = doc.metadata.get("page_starts")
     if page_starts:
         metadata["page"] = _page_of(page_starts, start)
@@ -92,6 +139,4 @@ def _make_passage(doc: Document, start: int, end: int, line: int) -> Passage:
 
 
 def _page_of(page_starts: list[int], offset: int) -> int:
-    import bisect
-
     return bisect.bisect_right(page_starts, offset)
