@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-# constraints.txt pins the CPU build of torch (see docs/installing.md for CUDA)
-INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
+# constraints.txt pins torch (see docs/installing.md for CUDA). TORCH_INDEX adds a
+# package index to take torch from, e.g. the CPU wheels on a machine whose
+# default index would give the CUDA build:
+#   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt \
+	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
