@@ -30,6 +30,8 @@ RESULTS = Path(__file__).parent / "results"
 BEGIN, END = "<!-- bench:begin (bench/report.py writes this part) -->", "<!-- bench:end -->"
 # The code every result measures, besides the script that wrote it (paths from the repository root).
 MEASURED_CODE = ("rag_qa", "bench/common.py")
+# What a script's results also depend on besides the code: its corpus and questions.
+MEASURED_DATA = {"real_docs.py": ("tests/fixtures/realdocs",)}
 
 
 def _load(results: Path, name: str) -> dict | None:
@@ -70,7 +72,7 @@ def last_change(repo: Path, paths: list[str]) -> str | None:
 
 def code_of(script: str) -> list[str]:
     """The paths whose changes make a result written by ``bench/<script>`` stale."""
-    return [*MEASURED_CODE, f"bench/{script}"]
+    return [*MEASURED_CODE, f"bench/{script}", *MEASURED_DATA.get(script, ())]
 
 
 def freshness(result: dict, script: str, repo: Path = REPO) -> Freshness:
@@ -248,6 +250,24 @@ def scaling(r: dict, name: str = "scaling") -> str:
     )
 
 
+def real_docs(r: dict) -> str:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import real_docs as real_docs_module
+
+    c, o, u = r["corpus"], r["overall"], r["unanswerable"]
+    cmd = r.get("command", "python bench/real_docs.py")
+    return "\n".join(
+        [
+            f"`{cmd}` — {len(c['files'])} documentation files of made-up tools (tests/fixtures/realdocs: Markdown, "
+            f"HTML, a PDF manual, plain text, reStructuredText, a README without extension, gzip), "
+            f"{o['questions']} questions with known answers and {u['questions']} the files cannot answer; "
+            f"{len(c['indexed_files'])} of the files indexed. {_machine(r['machine'])}.",
+            "",
+            real_docs_module.table(r),
+        ]
+    )
+
+
 # (title, results file, script that writes it, renderer), in the README's order.
 TABLES = (
     ("BM25 and retrieval speed", "retrieval_speed", "retrieval_speed.py", retrieval_speed),
@@ -255,6 +275,7 @@ TABLES = (
     ("Reader", "reader_speed", "reader_speed.py", reader_speed),
     ("Scaling and memory", "scaling", "scaling.py", scaling),
     ("Scaling at `make bench` size", "scaling_quick", "scaling.py", lambda r: scaling(r, "scaling_quick")),
+    ("Answers on real documents", "real_docs", "real_docs.py", real_docs),
 )
 
 
