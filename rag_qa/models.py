@@ -87,12 +87,34 @@ def _module_folders(path: Path) -> list[Path]:
     return [f for f in folders if f.is_dir() and f.resolve().is_relative_to(path.resolve())]
 
 
+_IDENTITY_SUFFIXES = (".safetensors", ".json", ".txt", ".model")
+# ragqa's answer settings and reports beside a reader do not change what the network computes
+_NOT_IDENTITY = {"calibration.json", "ragqa_reader.json", "trainer_state.json", "training_args.json", "README.txt"}
+
+
+def _identity_files(root: Path) -> list[Path]:
+    files = []
+    for file in root.rglob("*"):
+        parts = file.relative_to(root).parts
+        if any(p.startswith(".") or p.startswith("checkpoint-") for p in parts) or not file.is_file():
+            continue
+        if file.suffix in _IDENTITY_SUFFIXES and file.name not in _NOT_IDENTITY and not file.name.startswith("eval"):
+            files.append(file)
+    return files
+
+
 def weights_sha256(path: str | Path) -> str:
-    """A hash of a model directory's safetensors files: the model's identity."""
+    """A hash of what makes a model directory compute what it computes: its
+    safetensors weights, its configs (model, tokenizer, sentence-transformers
+    modules such as pooling and normalisation) and its vocabulary files. Model
+    cards and evaluation reports are left out, so editing them changes nothing."""
+    root = Path(path)
     digest = hashlib.sha256()
-    for file in sorted(Path(path).rglob("*.safetensors")):
-        digest.update(file.relative_to(path).as_posix().encode())
+    for file in sorted(_identity_files(root)):
+        digest.update(file.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
         with open(file, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
+        digest.update(b"\0")
     return digest.hexdigest()

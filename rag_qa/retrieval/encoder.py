@@ -291,9 +291,9 @@ def check_encoder_matches(recorded: dict, encoder: Encoder) -> None:
     """Refuse to query an index with an encoder other than the one that built it."""
     if recorded.get("sha256") != encoder.sha256:
         raise IndexMismatchError(
-            f"index was built with encoder {recorded.get('path')} (weights sha256 {str(recorded.get('sha256'))[:12]}), "
-            f"but encoder {encoder.path} (sha256 {encoder.sha256[:12]}) was given: re-run `ragqa index --encoder "
-            f"{encoder.path}` "
+            f"index was built with encoder {recorded.get('path')} (sha256 {str(recorded.get('sha256'))[:12]}), "
+            f"but encoder {encoder.path} (sha256 {encoder.sha256[:12]}) was given, or its weights, configs or "
+            f"tokenizer changed since: re-run `ragqa index --encoder {encoder.path}` "
             "or search with the encoder that built the index"
         )
 
