@@ -10,7 +10,8 @@ from typing import Any, Mapping, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rag_qa.choices import SUPPORTED_EXTENSIONS, FusionMethod, Precision, Runtime, Stopwords
+from rag_qa.choices import SUPPORTED_EXTENSIONS as _FILE_TYPES
+from rag_qa.choices import FusionMethod, Precision, Runtime, Stopwords
 from rag_qa.errors import InputError
 
 __all__ = [
@@ -25,6 +26,11 @@ __all__ = [
 ]
 
 C = TypeVar("C", bound="Config")
+
+# The extensions ragqa reads: the fixed file types, and reStructuredText read as
+# plain text. Besides these, files without an extension that hold text are read,
+# and any of these compressed as ``.gz`` (``notes.md.gz``) is read as what it holds.
+SUPPORTED_EXTENSIONS: tuple[str, ...] = _FILE_TYPES + tuple(e for e in (".rst",) if e not in _FILE_TYPES)
 
 
 def describe_validation_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:

@@ -27,9 +27,13 @@ def test_round_trip_keeps_passages_and_manifest(built_index):
 
 
 def test_passage_offsets_point_into_the_source_file(built_index, corpus_dir):
+    # plain text: offsets into the file; Markdown is read as the text it shows, its lines point into the file
+    animals = [p for p in built_index.passages if p.source.endswith("animals.txt")]
+    text = (corpus_dir / "animals.txt").read_text()
+    assert animals and all(text[p.start : p.end] == p.text for p in animals)
     guide = [p for p in built_index.passages if p.source.endswith("guide.md")]
-    text = (corpus_dir / "guide.md").read_text()
-    assert guide and all(text[p.start : p.end] == p.text for p in guide)
+    lines = (corpus_dir / "guide.md").read_text().splitlines()
+    assert guide and all(p.text.split()[0] in lines[p.line_at(0) - 1] for p in guide)
 
 
 @pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
@@ -196,3 +200,32 @@ def test_approximate_index_above_the_threshold(tmp_path, write_corpus):
     idx = Index.build([docs], tmp_path / "index", config=config, show_progress=False)
     assert idx.manifest["faiss"]["type"] != "Flat"
     assert sources(idx.search("Which planet is the largest?", k=1, mode="dense")) == ["space.html"]
+
+
+def test_the_section_heading_path_is_embedded_after_the_title():
+    from rag_qa.retrieval.builder import _embed_text
+    from rag_qa.types import Passage
+
+    def passage(**metadata):
+        return Passage("p", "d", "guide.md", "Run make.", 0, 9, title="Guide", metadata=metadata)
+
+    assert (
+        _embed_text(passage(section="Installing > From source"), True) == "Guide\nInstalling > From source\nRun make."
+    )
+    assert _embed_text(passage(), True) == "Guide\nRun make."  # no section: as before
+    assert _embed_text(passage(section="Guide"), True) == "Guide\nRun make."  # the title is not said twice
+    assert _embed_text(passage(section="Installing"), False) == "Run make."
+
+
+@pytest.mark.slow
+def test_bm25_finds_a_passage_by_the_words_of_its_section(tmp_path):
+    descale = " ".join(f"Descale the machine in month {i} with a cup of citric acid." for i in range(12))
+    wipe = " ".join(f"Wipe the counter on day {i} with a damp cloth and soap." for i in range(40))
+    (tmp_path / "manual.md").write_text(
+        f"# Manual\n\n## Troubleshooting\n\n### Espresso\n\n{descale}\n\n## Cleaning\n\n{wipe}\n"
+    )
+    index = Index.build([tmp_path / "manual.md"], tmp_path / "index", show_progress=False)
+    assert len(index) > 1
+    hits = index.search("espresso troubleshooting", k=1, mode="bm25")  # words only in the heading path
+    assert hits and hits[0].passage.metadata["section"] == "Manual > Troubleshooting > Espresso"
+    assert "Descale" in hits[0].passage.text

@@ -192,3 +192,70 @@ def test_legacy_encodings_are_detected(text, encoding):
     from rag_qa.ingest.decoding import decode_bytes
 
     assert decode_bytes(text.encode(encoding))[0] == text
+
+
+def test_files_without_extension_rst_and_gzip_are_read(tmp_path):
+    import gzip
+
+    (tmp_path / "README").write_text("The project answers questions about your documents.")
+    (tmp_path / "LICENSE").write_text("Permission is granted to use this software freely.")
+    (tmp_path / "tool").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 8)  # a program: stays out
+    (tmp_path / "guide.rst").write_text("Installing\n==========\n\nRun pip install to set up the tool.\n")
+    (tmp_path / "notes.md.gz").write_bytes(gzip.compress(b"# Comets\n\nComets have two tails of gas and dust.\n"))
+    (tmp_path / "spec.txt.gz").write_bytes(gzip.compress(b"The spec limits a passage to one hundred words."))
+    rows = [json.dumps({"id": "s1", "text": "Stars are balls of plasma."}), json.dumps({"id": "s2", "text": "Moons."})]
+    (tmp_path / "data.jsonl.gz").write_bytes(gzip.compress("\n".join(rows).encode()))
+    (tmp_path / "backup.tar.gz").write_bytes(gzip.compress(b"not read"))
+    report = IngestReport()
+    docs = read([tmp_path], report)
+    by_name = {}
+    for d in docs:
+        by_name.setdefault(d.source.rsplit("/", 1)[-1], []).append(d)
+    assert set(by_name) == {"README", "LICENSE", "guide.rst", "notes.md.gz", "spec.txt.gz", "data.jsonl.gz"}
+    assert by_name["guide.rst"][0].title == "Installing" and "pip install" in by_name["guide.rst"][0].text
+    (notes,) = by_name["notes.md.gz"]
+    assert notes.title == "Comets" and "two tails" in notes.text and "#" not in notes.text  # read as Markdown
+    assert by_name["spec.txt.gz"][0].title == "spec"
+    assert [d.text for d in by_name["data.jsonl.gz"]] == ["Stars are balls of plasma.", "Moons."]
+    assert report.summary() == "2 skipped: 1 binary, 1 unsupported type (.tar.gz)"
+    assert not report.skipped  # met in a folder walk: counted, no warning each
+
+
+def test_a_binary_file_without_extension_given_by_name_is_skipped_with_a_reason(tmp_path):
+    (tmp_path / "image").write_bytes(bytes(range(256)) * 8)
+    report = IngestReport()
+    assert read([tmp_path / "image"], report) == []
+    assert report.skipped and "binary" in report.skipped[0][1]
+
+
+def test_a_gzip_bomb_stops_at_max_file_mb(tmp_path):
+    import gzip
+    import tracemalloc
+
+    (tmp_path / "bomb.txt.gz").write_bytes(gzip.compress(b"A" * (40 * 2**20), compresslevel=9))  # 40 KB on disk
+    assert (tmp_path / "bomb.txt.gz").stat().st_size < 2**20
+    (tmp_path / "broken.md.gz").write_bytes(gzip.compress(b"# Title\n\nSome text.")[:-12])  # cut short
+    report = IngestReport()
+    tracemalloc.start()
+    try:
+        docs = list(iter_documents([tmp_path], report, max_file_mb=2))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert docs == []
+    reasons = {p.rsplit("/", 1)[-1]: r for p, r in report.skipped}
+    assert "decompresses to more than max_file_mb=2" in reasons["bomb.txt.gz"]
+    assert "gzip" in reasons["broken.md.gz"]
+    assert peak < 12 * 2**20, f"decompressing peaked at {peak / 2**20:.0f} MB"
+    assert report.summary() == "2 skipped: 1 too large, 1 unreadable"
+
+
+def test_the_summary_counts_what_was_left_out_by_reason(tmp_path):
+    (tmp_path / "good.txt").write_text("Readable text.")
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG")
+    (tmp_path / "archive.zip").write_bytes(b"PK\x03\x04")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    report = IngestReport()
+    assert [d.text for d in read([tmp_path], report)] == ["Readable text."]
+    assert report.summary() == "3 skipped: 2 unsupported type (.png, .zip), 1 empty"
+    assert IngestReport().summary() == ""

@@ -1,7 +1,11 @@
-"""Walk paths and read ``.txt``, ``.md``, ``.html``, ``.pdf`` and ``.jsonl`` files.
+"""Walk paths and read text, Markdown, reStructuredText, HTML, PDF and JSONL files.
 
-Files that cannot be read are skipped with one warning line each; the
-:class:`IngestReport` counts them so the caller can say so at the end.
+A file without an extension (``README``, ``LICENSE``) is read as plain text
+when its first block is text; ``X.gz``, where X is a type read here, is
+decompressed (up to ``max_file_mb``) and read as X. Files that cannot be read
+are skipped with one warning line each; files of other types met in a folder
+are counted without one. The :class:`IngestReport` counts both, by reason, so
+the caller can say so at the end in one line.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import logging
 import os
 import re
 import threading
+import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -30,11 +36,29 @@ from rag_qa.types import Document
 logger = logging.getLogger(__name__)
 
 _SKIP_DIRS = {"__pycache__", "node_modules"}
-_PLAIN = (".txt", ".md", ".markdown")
+# Read as plain text; "" is a file without an extension whose first block is text.
+_PLAIN = (".txt", ".md", ".markdown", ".rst", "")
+_MARKDOWN = (".md", ".markdown")
+COMPRESSED = ".gz"  # X.gz is decompressed and read as X
+SNIFF_BYTES = 8192  # how much of a file without an extension is looked at to tell text from binary
 # Plain-text files larger than this are read in parts of about PART_BYTES, so
 # memory while reading stays bounded whatever the file size.
 STREAM_BYTES = 16 * 2**20
 PART_BYTES = 4 * 2**20
+
+# Why a file was left out: the words of the one-line summary.
+UNSUPPORTED, BINARY, EMPTY, TOO_LARGE, UNDECODABLE, UNPARSEABLE, UNREADABLE, NO_TEXT, OUTSIDE_LINK, JSONL_LINE = (
+    "unsupported type",
+    "binary",
+    "empty",
+    "too large",
+    "undecodable text",
+    "unparseable",
+    "unreadable",
+    "no text",
+    "link outside the folder",
+    "bad JSONL line",
+)
 
 
 @dataclass
@@ -43,11 +67,73 @@ class IngestReport:
 
     read: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-    ignored: int = 0  # files with extensions ragqa does not read
+    ignored: int = 0  # files of types ragqa does not read, met in a folder (no warning each)
+    reasons: Counter = field(default_factory=Counter)  # reason kind -> files skipped or ignored for it
+    types: Counter = field(default_factory=Counter)  # extension -> files of that unsupported type
 
-    def skip(self, path: str | Path, reason: str) -> None:
+    def skip(self, path: str | Path, reason: str, kind: str = UNREADABLE) -> None:
+        """Leave ``path`` out with one warning saying why."""
         self.skipped.append((str(path), reason))
+        self.reasons[kind] += 1
         logger.warning("skipped %s: %s", path, reason)
+
+    def ignore(self, path: str | Path, kind: str = UNSUPPORTED) -> None:
+        """Leave ``path`` out without a warning (a file of another type in a folder); it is counted."""
+        self.ignored += 1
+        self.reasons[kind] += 1
+        if kind == UNSUPPORTED:
+            self.types[_shown_suffix(Path(path))] += 1
+
+    def summary(self) -> str:
+        """One line: ``"3 skipped: 2 unsupported type (.png, .zip), 1 empty"``, or ``""`` when nothing was."""
+        total = sum(self.reasons.values())
+        if not total:
+            return ""
+        parts = []
+        for kind, count in sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+            part = f"{count} {kind}{'s' if kind == JSONL_LINE and count > 1 else ''}"
+            if kind == UNSUPPORTED and self.types:
+                shown = [t for t, _ in sorted(self.types.items(), key=lambda kv: (-kv[1], kv[0]))]
+                part += f" ({', '.join(shown[:5])}{', ...' if len(shown) > 5 else ''})"
+            parts.append(part)
+        return f"{total} skipped: {', '.join(parts)}"
+
+
+def _shown_suffix(path: Path) -> str:
+    suffixes = path.suffixes
+    if suffixes and suffixes[-1].lower() == COMPRESSED and len(suffixes) > 1:
+        return escape_undecodable("".join(suffixes[-2:]).lower())
+    return escape_undecodable(path.suffix.lower()) or "(no extension)"
+
+
+def read_as(path: Path) -> str | None:
+    """The type ``path`` is read as: its extension (the one before ``.gz`` for
+    ``X.gz``), ``""`` for a name without one, or None for a type not read."""
+    suffix = path.suffix.lower()
+    if suffix == COMPRESSED:
+        inner = Path(path.stem).suffix.lower()
+        return inner if inner in SUPPORTED_EXTENSIONS else None
+    if suffix in SUPPORTED_EXTENSIONS or suffix == "":
+        return suffix
+    return None
+
+
+def _sniff_text(path: Path) -> str | None:
+    """Why a file without an extension is not read as text (binary, unreadable), or None when it is text."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except OSError:
+        return None  # reading it says why it cannot be read
+    if not head:
+        return None  # empty: reading says so
+    try:
+        encoding = detect_encoding(head)
+    except UndecodableError:
+        return BINARY
+    if control_ratio(head.decode(encoding, errors="replace")) > 0.05:
+        return BINARY
+    return None
 
 
 def iter_files(
@@ -57,28 +143,36 @@ def iter_files(
     skip_dir: Callable[[Path], bool] | None = None,
     follow_links: bool = False,
 ) -> Iterator[Path]:
-    """Yield the supported files under ``paths`` in a stable (sorted) order.
+    """Yield the files under ``paths`` that are read, in a stable (sorted) order.
 
     A path that does not exist raises :class:`InputError`. Symbolic links to
     folders are not followed, so a link loop cannot trap the walk; a link to
     a file outside the folder being walked is skipped with a warning unless
     ``follow_links``. Folders for which ``skip_dir`` is true are not entered.
+    A file without an extension is yielded only when its first block is text.
     """
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise InputError(f"path {raw} does not exist: check the spelling or pass an existing file or folder")
         if path.is_file():
-            if path.suffix.lower() in SUPPORTED_EXTENSIONS:
-                yield path
-            else:
+            kind = read_as(path)
+            why = _sniff_text(path) if kind == "" else None
+            if kind is None:
+                report.types[_shown_suffix(path)] += 1
                 report.skip(
                     path,
-                    f"unsupported file type {path.suffix or '(none)'}; ragqa reads {', '.join(SUPPORTED_EXTENSIONS)}",
+                    f"unsupported file type {_shown_suffix(path)}; ragqa reads {', '.join(SUPPORTED_EXTENSIONS)}, "
+                    f"files without an extension that hold text, and any of these compressed as {COMPRESSED}",
+                    UNSUPPORTED,
                 )
+            elif why is not None:
+                report.skip(path, f"{why}: a file without an extension is read only when it holds text", BINARY)
+            else:
+                yield path
             continue
         for root, dirs, files in os.walk(
-            path, followlinks=False, onerror=lambda e: report.skip(e.filename, e.strerror or str(e))
+            path, followlinks=False, onerror=lambda e: report.skip(e.filename, e.strerror or str(e), UNREADABLE)
         ):
             dirs[:] = sorted(
                 d
@@ -90,16 +184,21 @@ def iter_files(
             for name in sorted(files):
                 if skip_hidden and name.startswith("."):
                     continue
-                if not follow_links and _links_outside(Path(root) / name, path):
+                file = Path(root) / name
+                if not follow_links and _links_outside(file, path):
                     report.skip(
-                        Path(root) / name, "a link to a file outside the indexed folder; pass --follow-links to read it"
+                        file,
+                        "a link to a file outside the indexed folder; pass --follow-links to read it",
+                        OUTSIDE_LINK,
                     )
                     continue
-                file = Path(root) / name
-                if file.suffix.lower() in SUPPORTED_EXTENSIONS:
-                    yield file
+                kind = read_as(file)
+                if kind is None:
+                    report.ignore(file, UNSUPPORTED)
+                elif kind == "" and _sniff_text(file) is not None:
+                    report.ignore(file, BINARY)  # a program or data file without an extension
                 else:
-                    report.ignored += 1
+                    yield file
 
 
 def _links_outside(file: Path, root: Path) -> bool:
@@ -145,7 +244,7 @@ def iter_file_documents(
     try:
         size = file.stat().st_size
     except OSError as exc:
-        report.skip(file, exc.strerror or str(exc))
+        report.skip(file, exc.strerror or str(exc), UNREADABLE)
         return
     if size > STREAM_BYTES and file.suffix.lower() in _PLAIN:
         yield from _stream_text(file, report, source_root)
@@ -164,52 +263,105 @@ def read_file(
 
     HTML and PDF are parsed in a child process bounded by ``limits`` (time,
     memory, pages); every document's text is cut at ``limits.max_chars``.
+    ``X.gz`` is decompressed, up to ``limits.max_file_mb``, and read as X.
     """
     limits = limits if limits is not None else ReadLimits(max_file_mb=max_file_mb)
     max_file_mb = limits.max_file_mb
+    suffix = read_as(file)
+    if suffix is None:
+        report.skip(file, f"unsupported file type {_shown_suffix(file)}", UNSUPPORTED)
+        return []
+    compressed = file.suffix.lower() == COMPRESSED
+    named = file.with_suffix("") if compressed else file  # the name the title comes from
     try:
         size = file.stat().st_size
     except OSError as exc:
-        report.skip(file, exc.strerror or str(exc))
+        report.skip(file, exc.strerror or str(exc), UNREADABLE)
         return []
     if size == 0:
-        report.skip(file, "empty file")
+        report.skip(file, "empty file", EMPTY)
         return []
-    if size > max_file_mb * 1024 * 1024 and file.suffix.lower() not in _PLAIN:
+    if size > max_file_mb * 1024 * 1024 and (compressed or suffix not in _PLAIN):
         report.skip(
             file,
             f"{size / 2**20:.0f} MB is over max_file_mb={max_file_mb:g}; "
             "raise it in the index config to read this file",
+            TOO_LARGE,
         )
         return []
     try:
         data = file.read_bytes()
     except OSError as exc:
-        report.skip(file, exc.strerror or str(exc))
+        report.skip(file, exc.strerror or str(exc), UNREADABLE)
         return []
+    if compressed:
+        try:
+            data = gunzip_bounded(data, int(max_file_mb * 1024 * 1024))
+        except UnreadableError as exc:
+            report.skip(file, str(exc), UNREADABLE)
+            return []
+        except _TooLarge:
+            report.skip(
+                file,
+                f"decompresses to more than max_file_mb={max_file_mb:g} MB; "
+                "raise it in the index config to read this file",
+                TOO_LARGE,
+            )
+            return []
+        if not data:
+            report.skip(file, "empty file (once decompressed)", EMPTY)
+            return []
     source = _source_name(file, source_root)
     doc_id = escape_undecodable(file.resolve().as_posix())  # the same whatever the working directory
-    suffix = file.suffix.lower()
     try:
         if suffix == ".jsonl":
             docs = list(_read_jsonl(data, doc_id, source, report))
         elif suffix in _RICH:
-            docs = _parse_bounded(suffix, data, doc_id, source, file, limits)
+            docs = _parse_bounded(suffix, data, doc_id, source, named, limits)
         else:
             text, encoding = decode_bytes(data)
-            if suffix in (".md", ".markdown"):
-                docs = [read_markdown(text, doc_id, source, file, encoding)]
+            if suffix in _MARKDOWN:
+                docs = [read_markdown(text, doc_id, source, named, encoding)]
             else:
-                docs = [_plain_document(text, doc_id, source, file, encoding)]
-    except (UndecodableError, UnreadableError) as exc:
-        report.skip(file, str(exc))
+                docs = [_plain_document(text, doc_id, source, named, encoding)]
+    except UndecodableError as exc:
+        report.skip(file, str(exc), BINARY if str(exc).startswith("binary") else UNDECODABLE)
+        return []
+    except UnreadableError as exc:
+        report.skip(file, str(exc), UNPARSEABLE)
         return []
     docs = [d if suffix in _PLAIN else _cut(d, limits.max_chars, file) for d in docs if d.text.strip()]
     if not docs:
-        report.skip(file, "no text in file")
+        report.skip(file, "no text in file", NO_TEXT)
         return []
     report.read += 1
     return docs
+
+
+class _TooLarge(Exception):
+    """Decompressed data past its bound."""
+
+
+def gunzip_bounded(data: bytes, max_bytes: int) -> bytes:
+    """The decompressed bytes of gzip ``data`` (every member), never holding more
+    than ``max_bytes`` of output: a gzip bomb stops at the bound."""
+    out = bytearray()
+    rest = data
+    while rest:
+        decoder = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip header and trailer
+        chunk = rest
+        try:
+            while chunk:
+                out += decoder.decompress(chunk, max_bytes + 1 - len(out))
+                if len(out) > max_bytes:
+                    raise _TooLarge
+                chunk = decoder.unconsumed_tail
+        except zlib.error as exc:
+            raise UnreadableError(f"not a valid gzip file ({exc})") from None
+        if not decoder.eof:
+            raise UnreadableError("truncated gzip file (it ends before its data does)")
+        rest = decoder.unused_data.lstrip(b"\x00")  # a next member, or the zero padding some tools write
+    return bytes(out)
 
 
 _RICH = (".pdf", ".html", ".htm")  # parsed in a bounded child process
@@ -299,17 +451,17 @@ def _stream_text(file: Path, report: IngestReport, source_root: str | Path | Non
     try:
         fh = open(file, "rb")
     except OSError as exc:
-        report.skip(file, exc.strerror or str(exc))
+        report.skip(file, exc.strerror or str(exc), UNREADABLE)
         return
     with fh:
         try:
             block = fh.read(PART_BYTES)
             encoding = detect_encoding(block)
         except OSError as exc:
-            report.skip(file, exc.strerror or str(exc))
+            report.skip(file, exc.strerror or str(exc), UNREADABLE)
             return
         except UndecodableError as exc:
-            report.skip(file, str(exc))
+            report.skip(file, str(exc), BINARY if str(exc).startswith("binary") else UNDECODABLE)
             return
         errors = _Replacements()
         decoder = codecs.getincrementaldecoder(encoding)(errors="ragqa-replace")
@@ -321,7 +473,7 @@ def _stream_text(file: Path, report: IngestReport, source_root: str | Path | Non
             pending += decoder.decode(block, final=final)
             fed += len(block)
             if part == 0 and control_ratio(pending) > 0.05:
-                report.skip(file, "binary content (control characters)")
+                report.skip(file, "binary content (control characters)", BINARY)
                 return
             cut = len(pending) if final else _part_end(pending)
             if cut:
@@ -345,7 +497,7 @@ def _stream_text(file: Path, report: IngestReport, source_root: str | Path | Non
             try:
                 block = fh.read(PART_BYTES)
             except OSError as exc:
-                report.skip(file, f"{exc.strerror or exc} after {fed} bytes; the text before was indexed")
+                report.skip(file, f"{exc.strerror or exc} after {fed} bytes; the text before was indexed", UNREADABLE)
                 return
     if errors.count:
         logger.warning(
@@ -356,7 +508,7 @@ def _stream_text(file: Path, report: IngestReport, source_root: str | Path | Non
             errors.first,
         )
     if part == 0:
-        report.skip(file, "no text in file")
+        report.skip(file, "no text in file", NO_TEXT)
     else:
         report.read += 1
 
@@ -385,8 +537,18 @@ def _source_name(file: Path, source_root: str | Path | None = None) -> str:
 _MD_HEADING = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
+# A reStructuredText title: a line underlined (and maybe overlined) with one punctuation character.
+_RST_TITLE = re.compile(
+    r"^(?:([=\-~^\"'`#*+:.])\1{2,}[ \t]*\n)?[ \t]*(\w[^\n]*?)[ \t]*\n([=\-~^\"'`#*+:.])\3{2,}[ \t]*$", re.M
+)
+
+
 def _plain_document(text: str, doc_id: str, source: str, file: Path, encoding: str) -> Document:
-    return Document(doc_id=doc_id, source=source, text=text, title=file_title(file), metadata={"encoding": encoding})
+    title = file_title(file)
+    if file.suffix.lower() == ".rst":
+        match = _RST_TITLE.search(text[:65536])
+        title = match.group(2) if match else title
+    return Document(doc_id=doc_id, source=source, text=text, title=title, metadata={"encoding": encoding})
 
 
 def _read_jsonl(data: bytes, doc_id: str, source: str, report: IngestReport) -> Iterator[Document]:
@@ -402,14 +564,14 @@ def _read_jsonl(data: bytes, doc_id: str, source: str, report: IngestReport) -> 
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            report.skip(where, f"invalid JSON ({exc.msg}); line left out")
+            report.skip(where, f"invalid JSON ({exc.msg}); line left out", JSONL_LINE)
             continue
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            report.skip(where, 'each line needs a JSON object with a string "text" field; line left out')
+            report.skip(where, 'each line needs a JSON object with a string "text" field; line left out', JSONL_LINE)
             continue
         doc_key = str(row.get("id", row.get("_id", lineno)))
         if doc_key in seen:
-            report.skip(where, f"duplicate id {doc_key!r}; line left out")
+            report.skip(where, f"duplicate id {doc_key!r}; line left out", JSONL_LINE)
             continue
         seen.add(doc_key)
         metadata = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}

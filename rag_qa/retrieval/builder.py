@@ -41,26 +41,48 @@ class BuildReport:
     embedded: int = 0
     reused: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    skip_summary: str = ""  # "3 skipped: 2 unsupported type (.png, .zip), 1 empty"
     incremental: bool = False
+    up_to_date: bool = False  # nothing changed: no new generation was written
     note: str = ""
 
     def summary(self) -> str:
-        verb = "updated" if self.incremental else "built"
-        text = (
-            f"Index {verb} at {self.directory}: {self.documents} documents, {self.passages} passages "
-            f"({self.added} added, {self.changed} changed, {self.removed} removed, {self.unchanged} unchanged "
-            "documents; "
-            f"{self.embedded} passages embedded, {self.reused} reused)"
-        )
-        if self.skipped:
-            text += f"; {len(self.skipped)} skipped (listed in the warnings on stderr, hidden by -q; or with --json)"
+        if self.up_to_date:
+            text = (
+                f"Index at {self.directory} is up to date: {self.documents} documents, {self.passages} passages "
+                "(nothing changed)"
+            )
+        else:
+            verb = "updated" if self.incremental else "built"
+            text = (
+                f"Index {verb} at {self.directory}: {self.documents} documents, {self.passages} passages "
+                f"({self.added} added, {self.changed} changed, {self.removed} removed, {self.unchanged} unchanged "
+                "documents; "
+                f"{self.embedded} passages embedded, {self.reused} reused)"
+            )
+        if self.skip_summary:
+            text += f"; {self.skip_summary}"
         if self.note:
             text += f"; {self.note}"
         return text
 
+    @property
+    def text(self) -> str:
+        """The summary line (what ``ragqa index`` prints)."""
+        return self.summary()
+
 
 def _embed_text(p: Passage, include_title: bool) -> str:
-    return f"{p.title}\n{p.text}" if include_title and p.title else p.text
+    """What is embedded and BM25-indexed for a passage: with ``include_title``,
+    a title line and a section line (the heading path, ``"Installing > From source"``)
+    before the text, each when the passage has one."""
+    if not include_title:
+        return p.text
+    section = p.metadata.get("section")
+    head = [p.title] if p.title else []
+    if isinstance(section, str) and section.strip() and section != p.title:
+        head.append(section)
+    return "\n".join([*head, p.text])
 
 
 def _key(text: str) -> str:
@@ -69,6 +91,12 @@ def _key(text: str) -> str:
 
 def _doc_hash(doc: Document) -> str:
     return _key(f"{doc.title}\0{doc.text}")
+
+
+# What a file's passages depend on besides its bytes: a file whose size, mtime (or
+# content hash) and these settings are as the last build recorded is not read again.
+_READING_SETTINGS = ("chunking", "max_file_mb", "parse_seconds", "parse_memory_mb", "max_pages", "max_chars")
+SOURCE_FILES = "source_files.json"
 
 
 def build_index(
@@ -85,16 +113,23 @@ def build_index(
     """Build the index in ``directory`` from ``paths``, or update it.
 
     With an index already there, ``paths`` are added to the paths it was
-    built from (omit them to re-scan those), only new or changed passages are
-    embedded (matched by content hash), and BM25 is rebuilt. Documents whose
-    files are gone are dropped, but when that is more than
-    :data:`PRUNE_FREELY` documents the build refuses unless ``prune``.
-    ``prune`` with ``paths`` makes the index hold exactly ``paths``.
-    ``remove`` takes files or folders out of the index (a path it was built
-    from, or a file or folder inside one). ``config`` defaults to the last
-    build's settings. Nothing on disk changes until the new index is complete.
+    built from (omit them to re-scan those). Files whose size and
+    modification time (or, failing those, content hash) are as the last
+    build recorded are not read again; only new or changed passages are
+    embedded (matched by content hash), and BM25 is rebuilt. When nothing
+    changed no new generation is written (the report says the index is up
+    to date). Documents whose files are gone are dropped, but when that is
+    more than :data:`PRUNE_FREELY` documents the build refuses unless
+    ``prune``. ``prune`` with ``paths`` makes the index hold exactly
+    ``paths``. ``remove`` takes files or folders out of the index (a path it
+    was built from, or a file or folder inside one). ``config`` defaults to
+    the last build's settings. Nothing on disk changes until the new index
+    is complete.
     """
     from tqdm.auto import tqdm
+
+    from rag_qa import __version__
+    from rag_qa.retrieval.encoder import Encoder
 
     directory = Path(directory)
     storage.check_target(directory)
@@ -112,6 +147,20 @@ def build_index(
 
         # Sources are stored relative to the folder of the first build, whatever folder later builds run in.
         source_root = _source_root(old["manifest"] if old else None)
+        dense = config.dense
+        # "auto" embeds passages with torch: indexing ran at 73.7 passages/s with it against 49.9 with
+        # ONNX Runtime float32 (bench/retrieval_speed.py, 2-core bf16 CPU); ONNX Runtime is for
+        # queries, where start-up time counts. The model itself is loaded only if there is text to embed.
+        the_encoder = Encoder(
+            dense.encoder,
+            device=dense.device,
+            batch_size=dense.batch_size,
+            precision=dense.precision,
+            runtime="torch" if dense.runtime == "auto" else dense.runtime,
+        )
+        stored = config.to_dict()
+        stored["dense"]["encoder"] = None if the_encoder.is_default else str(the_encoder.path)
+
         report = BuildReport(directory=directory, incremental=old is not None)
         ingest = IngestReport()
         limits = ReadLimits(
@@ -132,23 +181,50 @@ def build_index(
             )
             if not any(_under(str(f), e) for e in excludes)
         ]
+        known = _known_files(old, stored, source_root, __version__)
+        old_passages: dict[str, list[Passage]] | None = None
         # Documents are chunked as they are read and only their hashes kept,
         # so a document's text is held once, as its passages.
         documents: dict[str, dict[str, str]] = {}
         passages: list[Passage] = []
+        source_files: dict[str, dict[str, Any]] = {}
         read_from: set[str] = set()
         for file in tqdm(files, desc="Reading", unit="file", disable=not show_progress):
+            name = str(file)
+            try:
+                stat = file.stat()
+            except OSError:
+                stat = None
+            record = known.get(name)
+            if stat is not None and record is not None and _unchanged(file, stat, record):
+                if old_passages is None:
+                    old_passages = _old_passages(old["folder"])
+                for doc_id in record["documents"]:
+                    documents[doc_id] = old["documents"][doc_id]
+                    passages.extend(old_passages.get(doc_id, ()))
+                source_files[name] = {**record, "mtime_ns": stat.st_mtime_ns}
+                read_from.add(name)
+                continue
+            doc_ids = []
             for doc in iter_file_documents(file, ingest, limits=limits, source_root=source_root):
                 documents[doc.doc_id] = {"source": doc.source, "sha256": _doc_hash(doc)}
                 passages.extend(chunk_document(doc, config.chunking))
-                read_from.add(str(file))
+                doc_ids.append(doc.doc_id)
+                read_from.add(name)
+            if doc_ids and stat is not None:
+                source_files[name] = {
+                    "size": stat.st_size,
+                    "mtime_ns": stat.st_mtime_ns,
+                    "sha256": _file_sha256(file),
+                    "documents": doc_ids,
+                }
         report.skipped = ingest.skipped
+        report.skip_summary = ingest.summary()
         empty = [str(p) for p in paths or () if not any(_under(f, str(Path(p).resolve())) for f in read_from)]
         if not documents or empty:
             raise InputError(
                 f"no readable documents under {', '.join(empty or [str(p) for p in roots])} "
-                f"(ragqa reads {' '.join(SUPPORTED_EXTENSIONS)}; {len(ingest.skipped)} skipped, {ingest.ignored} of "
-                "other types): "
+                f"(ragqa reads {' '.join(SUPPORTED_EXTENSIONS)}; {ingest.summary() or '0 skipped'}): "
                 "nothing was changed"
             )
         if not passages:
@@ -162,8 +238,17 @@ def build_index(
                 f"({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}): "
                 "pass --prune to remove them; nothing was changed"
             )
+        if old and _nothing_changed(
+            report, old["manifest"], stored, roots, excludes, source_root, the_encoder, __version__
+        ):
+            report.up_to_date = True
+            report.documents, report.passages = len(documents), len(passages)
+            report.reused = len(passages)
+            storage.clean_up(directory, {old["manifest"]["data_dir"]})
+            return report
+
         texts = [_embed_text(p, config.include_title) for p in passages]
-        vectors, encoder_info = _embed(texts, config, old, report, show_progress)
+        vectors, encoder_info = _embed(texts, the_encoder, old, report, show_progress)
 
         from rag_qa.retrieval.bm25 import BM25Retriever
         from rag_qa.retrieval.dense import DenseRetriever, build_faiss, describe_faiss
@@ -178,11 +263,10 @@ def build_index(
                     fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
             (tmp / "documents.json").write_text(json.dumps(documents, ensure_ascii=False), encoding="utf-8")
             (tmp / "keys.json").write_text(json.dumps([_key(t) for t in texts]), encoding="utf-8")
+            # ASCII JSON: file names that are not valid UTF-8 (surrogate escapes) come back as they were
+            (tmp / SOURCE_FILES).write_text(json.dumps(source_files), encoding="utf-8")
             bm25.save(tmp / "bm25")
             DenseRetriever(faiss_index, vectors, config.dense).save(tmp)
-            stored = config.to_dict()
-            stored["dense"]["encoder"] = encoder_info["path"] if not encoder_info["default"] else None
-            from rag_qa import __version__
 
             manifest = {
                 "format": storage.FORMAT_NAME,
@@ -211,10 +295,89 @@ def build_index(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        keep = {gen_name} | ({old["manifest"]["data_dir"]} if old else set())
-        storage.clean_up(directory, keep)
+        # Superseded generations go, except those a loaded index still holds (see storage.clean_up).
+        storage.clean_up(directory, {gen_name})
         report.documents, report.passages = len(documents), len(passages)
         return report
+
+
+def _file_sha256(file: Path) -> str | None:
+    try:
+        return storage.file_sha256(file)
+    except OSError:
+        return None
+
+
+def _unchanged(file: Path, stat: os.stat_result, record: dict[str, Any]) -> bool:
+    """True when ``file`` holds what the last build read from it: same size and
+    modification time, or same size and content hash (a file touched, not changed)."""
+    if stat.st_size != record.get("size"):
+        return False
+    if stat.st_mtime_ns == record.get("mtime_ns"):
+        return True
+    return record.get("sha256") is not None and _file_sha256(file) == record.get("sha256")
+
+
+def _known_files(
+    old: dict[str, Any] | None, stored: dict[str, Any], source_root: str, version: str
+) -> dict[str, dict[str, Any]]:
+    """The files the last build read, ``{path: {size, mtime_ns, sha256, documents}}``,
+    when their passages can be reused as they are; else ``{}`` (every file is read)."""
+    if not old:
+        return {}
+    manifest = old["manifest"]
+    before = manifest.get("config") or {}
+    if (
+        manifest.get("source_root") != source_root
+        or manifest.get("ragqa_version") != version
+        or any(before.get(k) != stored.get(k) for k in _READING_SETTINGS)
+    ):
+        return {}
+    try:
+        known = json.loads((old["folder"] / SOURCE_FILES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # an index built before files were recorded
+    if not isinstance(known, dict):
+        return {}
+    return {
+        path: record
+        for path, record in known.items()
+        if isinstance(record, dict)
+        and isinstance(record.get("documents"), list)
+        and all(doc_id in old["documents"] for doc_id in record["documents"])
+    }
+
+
+def _old_passages(folder: Path) -> dict[str, list[Passage]]:
+    by_doc: dict[str, list[Passage]] = {}
+    with open(folder / "passages.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                passage = Passage.from_dict(json.loads(line))
+                by_doc.setdefault(passage.doc_id, []).append(passage)
+    return by_doc
+
+
+def _nothing_changed(
+    report: BuildReport,
+    manifest: dict[str, Any],
+    stored: dict[str, Any],
+    roots: list[str],
+    excludes: list[str],
+    source_root: str,
+    encoder,
+    version: str,
+) -> bool:
+    """True when a new generation would hold what the live one holds."""
+    return (
+        report.added == report.changed == report.removed == 0
+        and manifest.get("config") == stored
+        and manifest.get("roots") == roots
+        and (manifest.get("excludes") or []) == excludes
+        and manifest.get("source_root") == source_root
+        and manifest.get("encoder", {}).get("sha256") == encoder.sha256
+        and manifest.get("ragqa_version") == version
+    )
 
 
 def _source_root(manifest: dict[str, Any] | None) -> str:
@@ -288,23 +451,14 @@ def _count_changes(report: BuildReport, documents: dict[str, dict[str, str]], ol
 
 
 def _embed(
-    texts: list[str], config: IndexConfig, old: dict[str, Any] | None, report: BuildReport, show_progress: bool
+    texts: list[str], encoder, old: dict[str, Any] | None, report: BuildReport, show_progress: bool
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Vectors for every text, reusing the old index's rows for unchanged texts."""
-    from rag_qa.retrieval.encoder import Encoder
-
-    dense = config.dense
-    # "auto" embeds passages with torch: indexing ran at 73.7 passages/s with it against 49.9 with
-    # ONNX Runtime float32 (bench/retrieval_speed.py, 2-core bf16 CPU); ONNX Runtime is for
-    # queries, where start-up time counts.
-    runtime = "torch" if dense.runtime == "auto" else dense.runtime
-    encoder = Encoder(
-        dense.encoder, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=runtime
-    )
-    info = encoder.info().to_dict()
+    """Vectors for every text, reusing the old index's rows for unchanged texts.
+    The encoder's model is loaded only when some text has no vector to reuse."""
     reuse: dict[str, int] = {}
     old_vectors = None
-    if old and old["manifest"]["encoder"].get("sha256") == info["sha256"]:
+    old_info = old["manifest"].get("encoder", {}) if old else {}
+    if old and old_info.get("sha256") == encoder.sha256:
         old_vectors = np.load(old["folder"] / "embeddings.npy", mmap_mode="r", allow_pickle=False)
         if len(old_vectors) == len(old["keys"]):
             reuse = {key: row for row, key in enumerate(old["keys"])}
@@ -316,14 +470,16 @@ def _embed(
     elif old:
         report.note = "encoder changed: every passage re-embedded"
 
+    rows = [reuse.get(_key(text)) for text in texts]
+    todo = [i for i, row in enumerate(rows) if row is None]
+    if todo or old_vectors is None:
+        info = encoder.info().to_dict()
+    else:  # every vector is reused: the recorded encoder, at the path it is found now
+        info = {**old_info, "path": str(encoder.path), "default": encoder.is_default}
     vectors = np.zeros((len(texts), info["dimension"]), dtype=np.float32)
-    todo = []
-    for i, text in enumerate(texts):
-        row = reuse.get(_key(text))
-        if row is None:
-            todo.append(i)
-        else:
-            vectors[i] = old_vectors[row]
+    kept = [i for i, row in enumerate(rows) if row is not None]
+    if kept:
+        vectors[kept] = old_vectors[[rows[i] for i in kept]]
     report.reused = len(texts) - len(todo)
     report.embedded = len(todo)
     if todo:

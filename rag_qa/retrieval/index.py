@@ -47,6 +47,7 @@ class Index:
         self._encoder = None
         self._dense = None
         self._sources = np.asarray([p.source for p in passages], dtype=object)
+        self._hold: storage.GenerationHold | None = None  # set by load: keeps builds from removing the files
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -65,7 +66,20 @@ class Index:
         ``runtime`` overrides ``dense.runtime`` for encoding queries.
         """
         directory = Path(directory)
-        manifest = storage.read_manifest(directory)
+        manifest, hold = _read_and_hold(directory)
+        try:
+            index = cls._load(directory, manifest, encoder, verify, runtime)
+        except BaseException:
+            if hold is not None:
+                hold.release()
+            raise
+        index._hold = hold
+        return index
+
+    @classmethod
+    def _load(
+        cls, directory: Path, manifest: dict[str, Any], encoder: str | Path | None, verify: bool, runtime: str | None
+    ) -> "Index":
         if verify:
             storage.verify(directory, manifest)
         folder = storage.data_dir(directory, manifest)
@@ -86,10 +100,28 @@ class Index:
         index = cls(directory, manifest, passages, bm25, encoder_path=encoder)
         if runtime is not None:
             index.config = config.replace(dense={"runtime": runtime})
-        # Opened now (memory-mapped), not on the first dense search: the files stay readable
-        # for this process even after later builds remove their generation.
+        # Opened now (memory-mapped), not on the first dense search.
         index.dense  # noqa: B018
         return index
+
+    def close(self) -> None:
+        """Let builds remove this index's generation from disk.
+
+        While an :class:`Index` is open, later builds leave the generation
+        it was loaded from in place, so it keeps answering; they remove it
+        once it is closed (or garbage-collected). Searching after ``close``
+        still works on POSIX systems (the files are mapped) but is not
+        guaranteed elsewhere.
+        """
+        hold = getattr(self, "_hold", None)
+        if hold is not None:
+            hold.release()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def build(
@@ -243,6 +275,20 @@ class Index:
             "bytes": sum(f["bytes"] for f in m["files"].values()),
             "disk_bytes": sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file()),
         }
+
+
+def _read_and_hold(directory: Path) -> tuple[dict[str, Any], storage.GenerationHold | None]:
+    """The live manifest, and a hold on the generation it names. A build may
+    replace and remove that generation between the two steps: then the
+    manifest is read again (a few times; the last try goes on unheld, and
+    loading says what is missing)."""
+    manifest = storage.read_manifest(directory)
+    for _ in range(5):
+        hold = storage.hold_generation(directory, manifest)
+        if hold is not None:
+            return manifest, hold
+        manifest = storage.read_manifest(directory)
+    return manifest, None
 
 
 def _read_passages(path: Path) -> list[Passage]:

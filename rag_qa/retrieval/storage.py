@@ -5,14 +5,18 @@
     index/
       manifest.json        format version, counts, settings, encoder, checksums,
                            and ``data_dir``: the generation it describes
-      gen-<id>/            passages.jsonl, documents.json, bm25/, dense.faiss, embeddings.npy
+      gen-<id>/            passages.jsonl, documents.json, bm25/, dense.faiss, embeddings.npy,
+                           and .readers: the lock a loaded index holds (shared) on its generation
       .lock                held while a build runs
 
 A build writes a new generation into ``.tmp-<id>/``, renames it to
 ``gen-<id>/`` and then replaces ``manifest.json`` atomically, so a reader
 sees the old index or the new one, and an interrupted build leaves the old
-one as it was. The previous generation is kept for readers that are still
-using it; older ones are removed by the next build.
+one as it was. Then every superseded generation that no process holds is
+removed; one that a loaded :class:`~rag_qa.retrieval.index.Index` still
+holds stays until a later build finds it free. Where shared locks are not
+available (no ``fcntl``), the previous generation is kept and older ones
+are removed, as a reader in flight may still be opening the previous one.
 """
 
 from __future__ import annotations
@@ -25,12 +29,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 from rag_qa.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError, InputError
 
 FORMAT_NAME = "ragqa-index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LOCK = ".lock"
+READERS = ".readers"  # in each generation folder: shared-locked by the processes that use it
 # Index folders and files are private to their owner: passages hold the documents' text.
 DIR_MODE, FILE_MODE = 0o700, 0o600
 
@@ -206,6 +216,7 @@ def _fsync_dir(folder: Path) -> None:
 def commit(directory: Path, tmp: Path, gen_name: str, manifest: dict[str, Any]) -> None:
     """Make ``tmp`` the live generation: rename it, then swap the manifest."""
     _fsync_tree(tmp)
+    os.close(os.open(tmp / READERS, os.O_WRONLY | os.O_CREAT, FILE_MODE))  # not in the checksums: it is a lock
     final = directory / gen_name
     os.replace(tmp, final)
     manifest = {**manifest, "data_dir": gen_name}
@@ -220,13 +231,91 @@ def commit(directory: Path, tmp: Path, gen_name: str, manifest: dict[str, Any]) 
     _fsync_dir(directory)
 
 
+class GenerationHold:
+    """A shared lock on one generation folder: while it is held, builds leave the folder on disk."""
+
+    def __init__(self, fd: int | None):
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the file drops the lock
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def hold_generation(directory: Path, manifest: dict[str, Any]) -> GenerationHold | None:
+    """Hold the generation ``manifest`` names, so no build removes it while it is read and used.
+
+    None when that generation was removed meanwhile (a build replaced it
+    between reading the manifest and this call): read the manifest again.
+    Where no lock can be taken (no ``fcntl``, a read-only folder without
+    the lock file), the hold holds nothing.
+    """
+    path = data_dir(directory, manifest) / READERS
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except FileNotFoundError:
+        return None if not path.parent.exists() else GenerationHold(None)
+    except OSError:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return GenerationHold(None)
+    if fcntl is None:  # pragma: no cover - Windows
+        os.close(fd)
+        return GenerationHold(None)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a build removes this generation
+        still_there = os.stat(path).st_ino == os.fstat(fd).st_ino
+    except OSError:
+        still_there = False
+    if not still_there:
+        os.close(fd)
+        return None
+    return GenerationHold(fd)
+
+
+def _remove_if_free(directory: Path, folder: Path) -> bool:
+    """Remove generation ``folder`` unless a process holds it; True when it was removed."""
+    try:
+        fd = os.open(folder / READERS, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a loaded index holds it
+        trash = directory / f".trash-{folder.name}"
+        os.replace(folder, trash)  # a reader opening it from now on finds it gone and reads the manifest again
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+    finally:
+        os.close(fd)
+
+
 def clean_up(directory: Path, keep: set[str]) -> None:
-    """Remove generations and leftovers that no manifest names (call under the lock)."""
+    """Remove superseded generations that no process holds, and leftovers (call under the write lock).
+
+    ``keep`` names the live generation. Without shared locks (no ``fcntl``)
+    the newest other generation is kept too, for readers still opening it.
+    """
+    generations = sorted(
+        (p for p in directory.iterdir() if p.name.startswith("gen-") and p.name not in keep and p.is_dir()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if fcntl is None:  # pragma: no cover - Windows
+        for path in generations[:-1]:
+            shutil.rmtree(path, ignore_errors=True)
+    else:
+        for path in generations:
+            _remove_if_free(directory, path)
     for path in directory.iterdir():
         name = path.name
-        stale_gen = name.startswith("gen-") and name not in keep and path.is_dir()
-        leftover = name.startswith(".tmp-") or (name.startswith(f".{MANIFEST}."))
-        if stale_gen or leftover:
+        if name.startswith((".tmp-", ".trash-", f".{MANIFEST}.")):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
