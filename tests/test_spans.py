@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rag_qa.reading.spans import decode_window, softmax
+from rag_qa.reading.spans import decode_window, softmax, word_bounds
 
 NEG = -10.0
 
@@ -67,3 +67,57 @@ def test_softmax_with_temperature():
     assert p.sum() == pytest.approx(1.0) and p[0] == pytest.approx(1 / (1 + np.exp(-2)))
     flat = softmax([2.0, 0.0], temperature=100.0)
     assert flat[0] == pytest.approx(0.5, abs=0.01)
+
+
+# "Remove DPKG_FRONTEND_LOCKED first." cut as a WordPiece tokenizer cuts it:
+# Remove | DP ##KG _ FR ##ONTEND _ LOCK ##ED | first | .
+WORD_CONTEXT = "Remove DPKG_FRONTEND_LOCKED first."
+WORD_OFFSETS = [None, None, (0, 6), (7, 9), (9, 11), (11, 12), (12, 14), (14, 20), (20, 21), (21, 25), (25, 27)]
+WORD_OFFSETS += [(28, 33), (33, 34), None]
+
+
+def test_a_span_cut_inside_a_word_is_widened_to_the_whole_word():
+    start, end = logits(14, t6=6.0), logits(14, t10=5.0)  # FR ... ##ED: "FRONTEND_LOCKED"
+    cut, _ = decode_window(start, end, WORD_OFFSETS)
+    assert WORD_CONTEXT[cut[0].start : cut[0].end] == "FRONTEND_LOCKED"  # the pieces as the model chose them
+    spans, _ = decode_window(start, end, WORD_OFFSETS, context=WORD_CONTEXT)
+    assert WORD_CONTEXT[spans[0].start : spans[0].end] == "DPKG_FRONTEND_LOCKED"
+    assert spans[0].score == cut[0].score
+    spans, _ = decode_window(logits(14, t4=6.0), logits(14, t4=5.0), WORD_OFFSETS, context=WORD_CONTEXT)
+    assert WORD_CONTEXT[spans[0].start : spans[0].end] == "DPKG_FRONTEND_LOCKED"  # "KG" alone
+
+
+def test_widening_stops_at_spaces_and_punctuation():
+    spans, _ = decode_window(logits(14, t11=6.0), logits(14, t11=5.0), WORD_OFFSETS, context=WORD_CONTEXT)
+    assert WORD_CONTEXT[spans[0].start : spans[0].end] == "first"  # not "first."
+    spans, _ = decode_window(logits(14, t2=6.0), logits(14, t2=5.0), WORD_OFFSETS, context=WORD_CONTEXT)
+    assert WORD_CONTEXT[spans[0].start : spans[0].end] == "Remove"
+
+
+def test_spans_that_widen_to_the_same_words_are_one_span():
+    # FR..##ED (11.0), DP..##ED (10.0) and LOCK..##ED (9.0) all become DPKG_FRONTEND_LOCKED
+    start, end = logits(14, t6=6.0, t3=5.0, t9=4.0), logits(14, t10=5.0)
+    spans, _ = decode_window(start, end, WORD_OFFSETS, context=WORD_CONTEXT)
+    whole = [s for s in spans if (s.start, s.end) == (7, 27)]
+    assert len(whole) == 1 and whole[0].score == 11.0 and spans[0] == whole[0]
+    assert len({(s.start, s.end) for s in spans}) == len(spans)
+
+
+@pytest.mark.parametrize(
+    "text, part, word",
+    [
+        ("set DPKG_FRONTEND_LOCKED.", "LOCKED", "DPKG_FRONTEND_LOCKED"),
+        ("in the 1990s, when", "1990", "1990s"),
+        ("about 3,086,000 people", "086", "3,086,000"),
+        ("rose by 33.7 points", "7", "33.7"),
+        ("served as audio/x-midi here", "x-midi", "x-midi"),  # "/" and "-" separate words
+        ("a 16-bit bus", "16", "16"),
+        ("Beyoncé's album", "Beyon", "Beyoncé"),  # the "'s" stays out
+        ("(see RFC 7159)", "715", "7159"),
+        ("東京都に住む", "京", "京"),  # a CJK ideograph is a word by itself
+    ],
+)
+def test_word_bounds(text, part, word):
+    start = text.index(part)
+    s, e = word_bounds(text, start, start + len(part))
+    assert text[s:e] == word

@@ -180,7 +180,7 @@ class Reader:
         return np.concatenate(starts), np.concatenate(ends)
 
     def spans(self, question: str, contexts: Sequence[str]) -> tuple[list[list[Span]], list[float]]:
-        """Candidate spans per context (character offsets into it) and each context's no-answer score."""
+        """Candidate spans per context (character offsets into it, whole words) and each context's no-answer score."""
         return self.pair_spans([question] * len(contexts), contexts)
 
     def pair_spans(self, questions: Sequence[str], contexts: Sequence[str]) -> tuple[list[list[Span]], list[float]]:
@@ -197,7 +197,13 @@ class Reader:
             seq_ids = windows.sequence_ids[w]
             offsets = [o if seq_ids[j] == 1 else None for j, o in enumerate(windows.offsets[w])]
             found, null_score = decode_window(
-                start_logits[w], end_logits[w], offsets, self.config.max_answer_length, self.config.top_n, window=w
+                start_logits[w],
+                end_logits[w],
+                offsets,
+                self.config.max_answer_length,
+                self.config.top_n,
+                window=w,
+                context=contexts[ctx_index],
             )
             per_context[ctx_index].extend(found)
             # As in SQuAD 2.0 decoding: the window most sure that it holds an answer decides.
@@ -214,9 +220,13 @@ class Reader:
     ) -> list[Answer]:
         """The ``top_k`` best answers to ``question`` in ``passages``, best first.
 
-        Spans with the same normalised text are merged (their probabilities
-        add up). Returns an empty list when the best span does not beat the
-        no-answer score by ``no_answer_threshold``.
+        Spans are merged as :mod:`rag_qa.reading.scoring` says (a fragment
+        into the span that holds it, then spans with the same normalised
+        text), their probabilities added. An answer's ``text`` is its span
+        with each run of white space shown as one space; ``start`` and
+        ``end`` point at the span in the source as it is. Returns an empty
+        list when the best span does not beat the no-answer score by
+        ``no_answer_threshold``.
         """
         answers, _ = self.read_with_null(question, passages, top_k, retriever_scores)
         return answers
@@ -246,6 +256,7 @@ class Reader:
             min(null),
             self.config.retriever_weight,
             self.config.temperature,
+            positions=[(i, span.start, span.end) for span, i in cands],
         )
         threshold = self.config.no_answer_threshold if no_answer_threshold is None else no_answer_threshold
         if not cands or ranked.margin < threshold:
@@ -262,7 +273,7 @@ class Reader:
     def _answer(prob: float, span: Span, passage: Passage, retriever_score: float | None) -> Answer:
         context_start, context_end = sentence_around(passage.text, span.start, span.end)
         return Answer(
-            text=passage.text[span.start : span.end],
+            text=" ".join(passage.text[span.start : span.end].split()),
             score=float(prob),
             start=passage.start + span.start,
             end=passage.start + span.end,

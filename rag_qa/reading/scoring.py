@@ -5,8 +5,29 @@ A question's candidates are spans from all of its passages. Each scores its
 start + end logit plus a bonus for its passage's retriever score (relative
 to the best passage's, as BERTserini mixes both); a softmax at the fitted
 temperature over all candidates and the no-answer score (the lowest null
-score of the question's windows) gives probabilities, and spans with the
-same normalised text are merged, their probabilities added.
+score of the question's windows) gives probabilities.
+
+Candidates are then merged into answers, their probabilities added, by two rules:
+
+- a candidate that lies inside a better-scoring candidate of the same passage
+  (it starts at or after that one's start and ends at or before its end) is a
+  part of that span, not an answer: it adds nothing to any answer. So a
+  fragment (``x-midi`` of ``audio/x-midi``) never collects, over many windows
+  and passages, more than the span it came from; where the fragment stands
+  alone, or scores better than every span around it, it is an answer;
+- the other candidates are merged by their normalised text (SQuAD's
+  normalisation), across windows and passages; the same span proposed by
+  two windows counts twice, with its best score deciding whether it is a part.
+
+A candidate that holds a better-scoring one (``in 1998`` around ``1998``)
+stays an answer of its own, but does not collect the better one's
+probability. Giving a part's probability to the span around it instead was
+measured worse: a long span gathers its many parts and outranks the best
+span (EM of the top answer on gold SQuAD passages, 2,500 held-out
+questions: 47.65 against 50.03; merging by text alone: 49.83). Within one
+passage every candidate has the same retriever bonus, so which candidate is
+a part of which does not depend on the retriever weight or the temperature.
+Without the candidates' positions, only the text rule applies.
 """
 
 from __future__ import annotations
@@ -16,6 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rag_qa.errors import InputError
 from rag_qa.reading.spans import softmax
 from rag_qa.text import normalize_answer
 
@@ -40,6 +62,38 @@ def relative_retriever_scores(scores: Sequence[float] | None, n: int) -> np.ndar
     return values / top if top > 0 else np.zeros(n)
 
 
+def parts(positions: Sequence[tuple[int, int, int]], order: np.ndarray) -> np.ndarray:
+    """Which candidates are parts of a better span: for each candidate, the
+    first candidate in ``order`` (best first) whose span holds its span, a
+    different one, in the same passage; -1 where there is none.
+
+    ``positions[i]`` is candidate ``i``'s (passage, start, end); a span
+    proposed more than once is judged by its best proposal.
+    """
+    n = len(order)
+    pos = np.asarray(positions, dtype=np.int64).reshape(n, 3)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    first: dict[tuple[int, int, int], int] = {}  # each distinct span's best proposal
+    for i in order:
+        first.setdefault(tuple(pos[i]), int(i))
+    distinct = np.fromiter(first.values(), dtype=np.int64, count=len(first))
+    holder = dict.fromkeys(first.values(), -1)
+    for passage in np.unique(pos[distinct, 0]):
+        ids = distinct[pos[distinct, 0] == passage]
+        if len(ids) < 2:
+            continue
+        starts, ends, ranks = pos[ids, 1], pos[ids, 2], rank[ids]
+        # holds[a, b]: span b holds span a (they differ, being distinct) and scores better
+        holds = (
+            (starts[None, :] <= starts[:, None]) & (ends[:, None] <= ends[None, :]) & (ranks[None, :] < ranks[:, None])
+        )
+        best = np.where(holds, ranks[None, :], n).argmin(axis=1)
+        for a in np.flatnonzero(holds[np.arange(len(ids)), best]):
+            holder[int(ids[a])] = int(ids[best[a]])
+    return np.asarray([holder[first[tuple(pos[i])]] for i in range(n)], dtype=np.int64)
+
+
 def rank_answers(
     texts: Sequence[str],
     logits: Sequence[float],
@@ -47,22 +101,29 @@ def rank_answers(
     null_score: float,
     retriever_weight: float = 0.0,
     temperature: float = 1.0,
+    positions: Sequence[tuple[int, int, int]] | None = None,
 ) -> RankedAnswers:
     """Rank the candidates of one question.
 
     ``texts[i]``, ``logits[i]`` and ``relative_retriever[i]`` describe
-    candidate ``i`` (the last is its passage's relative retriever score).
+    candidate ``i`` (the last is its passage's relative retriever score);
+    ``positions[i]``, when given, is its (passage index, start, end), which
+    keeps a part of a better span from counting as an answer.
     """
     logits = np.asarray(logits, dtype=np.float64)
     if logits.size == 0:
         return RankedAnswers([], float("-inf"), logits)
+    if positions is not None and len(positions) != logits.size:
+        raise InputError(
+            f"{len(positions)} positions for {logits.size} candidates: give one (passage, start, end) each"
+        )
     scores = logits + retriever_weight * np.asarray(relative_retriever, dtype=np.float64)
     probs = softmax(list(scores) + [null_score], temperature)[:-1]
-    merged: dict[str, list] = {}
-    for i, (text, prob) in enumerate(zip(texts, probs)):
-        entry = merged.setdefault(normalize_answer(text) or text, [0.0, i])
-        entry[0] += prob
-        if scores[i] > scores[entry[1]]:
-            entry[1] = i
+    order = np.lexsort((np.arange(logits.size), -scores))  # best first, ties in the given order
+    part_of = parts(positions, order) if positions is not None else np.full(logits.size, -1)
+    merged: dict[str, list] = {}  # answer -> [probability, best-scoring candidate]
+    for i in order:
+        if part_of[i] < 0:
+            merged.setdefault(normalize_answer(texts[i]) or texts[i], [0.0, int(i)])[0] += probs[i]
     answers = sorted(((float(p), i) for p, i in merged.values()), key=lambda m: (-m[0], -scores[m[1]]))
     return RankedAnswers(answers, float(logits.max() - null_score), scores)
