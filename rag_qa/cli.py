@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -221,6 +224,46 @@ def _prepare_runtime(index_dir: Path) -> None:
         logging.getLogger("rag_qa").warning("the models could not be prepared for ONNX Runtime: %s", exc)
 
 
+def openable_path(source: str, source_root: str | None) -> str:
+    """A passage's ``source`` as a path that opens from the working directory.
+
+    Sources are stored relative to the folder ``ragqa index`` ran in (the
+    manifest's ``source_root``) when they lie under it: such a path is joined
+    to that folder, then shown relative to the working directory when it lies
+    under it, else absolute. Without a ``source_root`` (an index built before
+    it was recorded) a relative source is shown as stored.
+    """
+    path = Path(source)
+    if not path.is_absolute():
+        if not source_root:
+            return source
+        path = Path(source_root) / path
+    path = Path(os.path.normpath(path))
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _source_root(index) -> str | None:
+    root = index.manifest.get("source_root")
+    return root if isinstance(root, str) and root else None
+
+
+def _page(passage) -> int | None:
+    page = passage.metadata.get("page")
+    return page if isinstance(page, int) and not isinstance(page, bool) else None
+
+
+def _location(passage, source_root: str | None, line: int | None = None) -> str:
+    """``file.pdf p.12`` for a PDF's passage, ``file:LINE`` when the line is known, else the file."""
+    where = printable(openable_path(passage.source, source_root), keep_newlines=False)
+    page = _page(passage)
+    if page is not None:
+        return f"{where} p.{page}"
+    return f"{where}:{line}" if line else where
+
+
 @cli.command("search")
 @click.argument("query")
 @index_dir_option
@@ -247,8 +290,10 @@ def search_cmd(
 
     idx = Index.load(index_dir, encoder=encoder)
     hits = idx.search(query, k=k, mode=mode, source=source)
+    root = _source_root(idx)
     if as_json:
-        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        rows = [dict(h.to_dict(), path=openable_path(h.passage.source, root)) for h in hits]
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not hits:
         click.echo("No passage matches.")
@@ -256,7 +301,7 @@ def search_cmd(
     for hit in hits:
         p = hit.passage
         click.echo(
-            click.style(f"{hit.rank}. {printable(p.source, keep_newlines=False)} [{p.start}:{p.end}]", bold=True)
+            click.style(f"{hit.rank}. {_location(p, root, p.line_at(0))} [{p.start}:{p.end}]", bold=True)
             + f"  score {hit.score:.4f}"
         )
         snippet = printable(" ".join(p.text.split()))
@@ -292,6 +337,94 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
     click.echo("\n".join(printable(line, keep_newlines=False) for line in lines))
 
 
+def _shipped_no_answer_threshold() -> float:
+    """The no-answer threshold of the reader shipped with ragqa, from its fitted settings."""
+    from rag_qa.reading.reader import ReaderConfig, default_reader_path, load_reader_settings
+
+    return ReaderConfig().with_fitted(load_reader_settings(default_reader_path())).no_answer_threshold
+
+
+class _ThresholdOption(click.Option):
+    """``--no-answer-threshold``, whose help states the shipped reader's value (read only when help is shown)."""
+
+    def get_help_record(self, ctx: click.Context):
+        try:
+            default = f"{_shipped_no_answer_threshold():.2f}"
+        except RagQAError:
+            default = "unknown (the shipped reader's settings could not be read)"
+        self.help = (
+            "How far the best span's score must beat 'no answer' to be given (higher = answer less often; -inf: "
+            f"always answer). Default: the reader's fitted value, {default} for the shipped reader."
+        )
+        return super().get_help_record(ctx)
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinities: a margin without any candidate, or a threshold of -inf, is null."""
+    return value if math.isfinite(value) else None
+
+
+def _answer_json(answer, root: str | None) -> dict:
+    return dict(answer.to_dict(), path=openable_path(answer.source, root), page=_page(answer.passage))
+
+
+def _print_answer(answer, root: str | None, prefix: str = "") -> None:
+    click.echo(
+        click.style(prefix + printable(" ".join(answer.text.split())), bold=True) + f"   confidence {answer.score:.2f}"
+    )
+    click.echo(f"   {_location(answer.passage, root, answer.line)} (characters {answer.start}-{answer.end})")
+    context, at = answer.context, answer.offset_in_context
+    end = at + answer.end - answer.start  # the span in the source (``text`` squeezes its white space)
+    before, found, after = (
+        printable(" ".join(part.split())) for part in (context[:at], context[at:end], context[end:])
+    )
+    gap_before = " " if context[:at][-1:].isspace() else ""
+    gap_after = " " if context[end:][:1].isspace() else ""
+    marked = click.style(f"[{found}]", fg="green", bold=True)
+    click.echo(f'   "{before}{gap_before}{marked}{gap_after}{after}"')
+
+
+def _marked_passage(text: str, spans: list[tuple[int, int]], styled: bool) -> str:
+    """``text`` on one line with each ``(start, end)`` span marked: bold and underlined
+    on a terminal, else between ``[[`` and ``]]``."""
+    out, at = [], 0
+    for start, end in sorted(spans):
+        if start < at:  # overlaps a span already marked
+            continue
+        found = printable(text[start:end])
+        out += [printable(text[at:start]), click.style(found, bold=True, underline=True) if styled else f"[[{found}]]"]
+        at = end
+    out.append(printable(text[at:]))
+    return re.sub(r"\s+", " ", "".join(out)).strip()
+
+
+def _print_passages(result, shown: list, root: str | None) -> None:
+    styled = sys.stdout.isatty()
+    click.echo("\nPassages read:")
+    for hit in result.passages:
+        p = hit.passage
+        # An answer is marked in every passage read that holds it (passages overlap).
+        spans = [
+            (a.start - p.start, a.end - p.start)
+            for a in shown
+            if a.passage.doc_id == p.doc_id and p.start <= a.start and a.end <= p.end
+        ]
+        click.echo(
+            f"  {hit.rank}. {_location(p, root, p.line_at(0))} (characters {p.start}-{p.end})  "
+            f"retriever score {hit.score:.4f}"
+        )
+        click.echo(
+            textwrap.fill(
+                _marked_passage(p.text, spans, styled),
+                width=100,
+                initial_indent="     ",
+                subsequent_indent="     ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+
+
 @cli.command("ask")
 @click.argument("question")
 @index_dir_option
@@ -307,15 +440,22 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
     type=click.Path(path_type=Path),
     help="Reader model directory (default: the reader shipped with ragqa).",
 )
+@click.option("--no-answer-threshold", type=float, cls=_ThresholdOption)
 @click.option(
-    "--no-answer-threshold",
-    type=float,
-    help="How far the best answer must beat 'no answer' (higher = answer less often).",
+    "--show-context",
+    is_flag=True,
+    help="Also print the passages that were read: where each is, its retriever score and its text, answers marked.",
 )
-@click.option("--show-context", is_flag=True, help="Also print the passages that were read.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Also print the margin over 'no answer' against the threshold, and the best candidate when ragqa abstains.",
+)
 @runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print answers as JSON.")
+@click.pass_context
 def ask_cmd(
+    ctx: click.Context,
     question: str,
     index_dir: Path,
     k: int,
@@ -325,70 +465,77 @@ def ask_cmd(
     reader_dir: Path | None,
     no_answer_threshold: float | None,
     show_context: bool,
+    explain: bool,
     runtime: str | None,
     as_json: bool,
 ) -> None:
     """Answer QUESTION from the indexed documents.
 
-    Prints the answer, its confidence, where it is (file, line, characters)
-    and the sentence around it. Says so plainly when the documents hold no
-    answer.
+    Prints the answer, its confidence, where it is (file and line, or PDF
+    page; characters) and the sentence around it. Says so plainly when the
+    documents hold no answer, and warns (on stderr) about a question the
+    reader reads badly: a long one, or one that does not look like English.
     """
     from rag_qa.pipeline import RagQA
 
-    settings = {"no_answer_threshold": no_answer_threshold} if no_answer_threshold is not None else {}
-    qa = RagQA.load(index_dir, reader=reader_dir, runtime=runtime, **settings)
-    result = qa.ask_full(question, top_k_passages=k, top_k_answers=n_answers, mode=mode, source=source)
+    qa = RagQA.load(index_dir, reader=reader_dir, runtime=runtime)
+    result = qa.ask_full(
+        question,
+        top_k_passages=k,
+        top_k_answers=n_answers,
+        mode=mode,
+        source=source,
+        no_answer_threshold=no_answer_threshold,
+    )
+    root = _source_root(qa.index)
     if as_json:
+        best = result.best_candidate
+        passages = [dict(h.to_dict(), path=openable_path(h.passage.source, root)) for h in result.passages]
         click.echo(
             json.dumps(
                 {
                     "question": result.question,
-                    "answers": [a.to_dict() for a in result.answers],
-                    "no_answer_margin": result.no_answer_margin,
-                    "passages": [h.to_dict() for h in result.passages] if show_context else None,
+                    "abstained": result.abstained,
+                    "answers": [_answer_json(a, root) for a in result.answers],
+                    "best_candidate": _answer_json(best, root) if best is not None else None,
+                    "no_answer_margin": _finite(result.no_answer_margin),
+                    "no_answer_threshold": _finite(result.no_answer_threshold),
+                    "warnings": result.warnings,
+                    "passages": passages if show_context else None,
                 },
                 indent=2,
                 ensure_ascii=False,
             )
         )
         return
-    if not result.answers:
-        click.echo(
-            "No answer found in the indexed documents"
-            + (
-                " (no passage matched)."
-                if not result.passages
-                else "; the best candidate fell below the no-answer threshold."
-            )
-        )
-    for i, answer in enumerate(result.answers, start=1):
-        where = (
-            printable(answer.source, keep_newlines=False)
-            + (f":{answer.line}" if answer.line else "")
-            + f" (characters {answer.start}-{answer.end})"
-        )
-        prefix = f"{i}. " if len(result.answers) > 1 else ""
-        click.echo(
-            click.style(prefix + printable(" ".join(answer.text.split())), bold=True)
-            + f"   confidence {answer.score:.2f}"
-        )
-        click.echo(f"   {where}")
-        context, at, end = answer.context, answer.offset_in_context, answer.offset_in_context + len(answer.text)
-        before, found, after = (
-            printable(" ".join(part.split())) for part in (context[:at], context[at:end], context[end:])
-        )
-        gap_before = " " if context[:at][-1:].isspace() else ""
-        gap_after = " " if context[end:][:1].isspace() else ""
-        marked = click.style(f"[{found}]", fg="green", bold=True)
-        click.echo(f'   "{before}{gap_before}{marked}{gap_after}{after}"')
-    if show_context:
-        click.echo("\nPassages read:")
-        for hit in result.passages:
+    if not ctx.find_root().obj.get("quiet"):
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    margin, threshold = result.no_answer_margin, result.no_answer_threshold
+    if result.abstained:
+        best = result.best_candidate
+        if not result.passages:
+            click.echo("No answer found in the indexed documents: no passage matched.")
+        elif best is None:
+            click.echo("No answer found in the indexed documents: the reader found no span in the passages read.")
+        else:
             click.echo(
-                f"  {hit.rank}. {printable(hit.passage.source, keep_newlines=False)} "
-                f"[{hit.passage.start}:{hit.passage.end}] score {hit.score:.4f}"
+                f"No answer found in the indexed documents: the best candidate's margin over 'no answer' is "
+                f"{margin:.2f}, below the no-answer threshold {threshold:.2f}"
+                + ("." if explain else " (--explain shows it).")
             )
+            if explain:
+                click.echo("\nBest candidate (not given as an answer):")
+                _print_answer(best, root)
+    for i, answer in enumerate(result.answers, start=1):
+        _print_answer(answer, root, f"{i}. " if len(result.answers) > 1 else "")
+    if explain and not result.abstained:
+        click.echo(
+            f"\nThe best answer's margin over 'no answer' is {margin:.2f} (no-answer threshold {threshold:.2f})."
+        )
+    if show_context:
+        shown = result.answers or ([result.best_candidate] if explain and result.best_candidate else [])
+        _print_passages(result, shown, root)
 
 
 @cli.command("eval-reader")

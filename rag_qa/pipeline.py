@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +15,75 @@ from rag_qa.retrieval.index import Index
 from rag_qa.text import check_query
 from rag_qa.types import Answer, ScoredPassage
 
+# A question longer than this many reader tokens draws a warning. The reader was
+# trained on SQuAD's short, single questions; over the user guide, 8 questions
+# that it answers 6 times as asked were answered 0 times once a preamble made
+# them 22 tokens or longer (docs/asking.md, "Questions the reader reads well").
+LONG_QUESTION_TOKENS = 32
+# [CLS] question [SEP] passage [SEP]: a window must keep more than ``doc_stride``
+# tokens of passage beside the question and these three special tokens.
+_SPECIAL_TOKENS = 3
+
+# Common English words, leaving out those that are as common in other languages
+# written in Latin script (a, an, in, on, do, was, so, me, no, as, i, also, will).
+_ENGLISH_WORDS = frozenset(
+    """
+    the of and to is are be been being what which who whom whose how when where why does did done
+    for with from that this these those it its can could would should shall may might must many much
+    there their they them you your we our my she his her has have had or not about into than then if
+    all any some each every between after before during without within get use used make made more
+    most other same one two first only just like way time here whether both either please show list
+    give explain describe tell find name
+    """.split()
+)
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+MIN_WORDS_FOR_LANGUAGE = 5
+
+
+def not_english_reason(question: str) -> str | None:
+    """Why ``question`` does not look like English, or None when it may be.
+
+    A heuristic, no model: most of its letters are outside the Latin script
+    (Cyrillic, Greek, Arabic, CJK, ...), or it has at least
+    :data:`MIN_WORDS_FOR_LANGUAGE` words and none of them is one of the most
+    common English words (:data:`_ENGLISH_WORDS`). It misses languages close to
+    English in their small words, and it can flag a telegraphic English question.
+    """
+    letters = [c for c in question if c.isalpha()]
+    if letters:
+        latin = sum(unicodedata.name(c, "").startswith("LATIN") for c in letters)
+        if latin / len(letters) < 0.5:
+            return "most of its letters are not in the Latin script"
+    words = _WORD.findall(question.lower())
+    if len(words) >= MIN_WORDS_FOR_LANGUAGE and not any(w in _ENGLISH_WORDS for w in words):
+        return f"none of its {len(words)} words is a common English word"
+    return None
+
 
 @dataclass(frozen=True)
 class AskResult:
-    """What one question produced: the answers and the passages they came from."""
+    """What one question produced.
+
+    ``answers`` is empty when the reader abstains; ``best_candidate`` is the
+    best span read all the same (``answers[0]`` when it answers; None when no
+    passage gave a span). ``no_answer_margin`` is the best span's score minus
+    the no-answer score, compared with ``no_answer_threshold``. ``warnings``
+    say why the reader may read the question badly (a long question, one
+    that does not look like English).
+    """
 
     question: str
     answers: list[Answer]
     passages: list[ScoredPassage]
     no_answer_margin: float  # best span score minus the no-answer score
+    no_answer_threshold: float = 0.0
+    best_candidate: Answer | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def abstained(self) -> bool:
+        """True when the reader gave no answer (no span beat no-answer by the threshold)."""
+        return not self.answers
 
 
 class RagQA:
@@ -34,6 +97,7 @@ class RagQA:
     def __init__(self, index: Index, reader: Reader):
         self.index = index
         self.reader = reader
+        self._question_tokenizer = None
 
     @classmethod
     def load(
@@ -83,17 +147,68 @@ class RagQA:
         source: str | None = None,
         no_answer_threshold: float | None = None,
     ) -> AskResult:
-        """:meth:`ask` with the retrieved passages and the no-answer margin;
-        ``no_answer_threshold`` overrides the reader's (``float("-inf")``: always answer)."""
+        """:meth:`ask` with the retrieved passages, the no-answer margin and
+        threshold, the best candidate (also when the reader abstains) and the
+        warnings about the question; ``no_answer_threshold`` overrides the
+        reader's (``float("-inf")``: always answer)."""
         question = check_query(question)
         if top_k_answers < 1:
             raise InputError(f"top_k_answers must be at least 1, got {top_k_answers}")
+        warnings = self.question_warnings(question)
+        threshold = self.reader.config.no_answer_threshold if no_answer_threshold is None else no_answer_threshold
+        if math.isnan(threshold):
+            raise InputError("the no-answer threshold is NaN: pass a number (-inf always answers)")
         hits = self.index.search(question, k=top_k_passages, mode=mode, source=source)
+        # Read once without a threshold, so the best candidate is known when the reader abstains.
         answers, margin = self.reader.read_with_null(
             question,
             [h.passage for h in hits],
             top_k=top_k_answers,
             retriever_scores=[h.score for h in hits],
-            no_answer_threshold=no_answer_threshold,
+            no_answer_threshold=float("-inf"),
         )
-        return AskResult(question, answers, hits, margin)
+        best = answers[0] if answers else None
+        if margin < threshold:
+            answers = []
+        return AskResult(question, answers, hits, margin, float(threshold), best, warnings)
+
+    # ------------------------------------------------------------------ the question
+    def question_tokens(self, question: str) -> int:
+        """How many of the reader's tokens ``question`` makes (special tokens aside)."""
+        if self._question_tokenizer is None:
+            from rag_qa.runtime.tokenizer import FastTokenizer
+
+            tokenizer = FastTokenizer(self.reader.path, kind="reader")
+            tokenizer.tokenizer.no_truncation()
+            self._question_tokenizer = tokenizer
+        return len(self._question_tokenizer.tokenizer.encode(question, add_special_tokens=False).ids)
+
+    def question_limit(self) -> int:
+        """The longest question, in tokens, that the reader can read beside a passage."""
+        config = self.reader.config
+        return config.max_seq_length - config.doc_stride - _SPECIAL_TOKENS - 1
+
+    def question_warnings(self, question: str) -> list[str]:
+        """Why the reader may read ``question`` badly; an error when it cannot read it at all."""
+        warnings = []
+        n = self.question_tokens(question)
+        limit = self.question_limit()
+        if n > limit:
+            config = self.reader.config
+            raise InputError(
+                f"the question has {n} tokens, over the {limit} the reader reads beside a passage (max_seq_length "
+                f"{config.max_seq_length} minus doc_stride {config.doc_stride} and {_SPECIAL_TOKENS + 1}): shorten it"
+            )
+        reason = not_english_reason(question)
+        if reason:
+            warnings.append(
+                f"the question does not look like English ({reason}); the reader was trained on English questions "
+                "and reads others poorly: ask it in English"
+            )
+        elif n > LONG_QUESTION_TOKENS:  # words of other languages are cut into many tokens: no length warning
+            warnings.append(
+                f"the question has {n} tokens; the reader was trained on short questions (SQuAD's) and often "
+                f"abstains on longer ones: ask it in a short form (at most {LONG_QUESTION_TOKENS} tokens, "
+                "without preamble)"
+            )
+        return warnings

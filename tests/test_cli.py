@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -226,3 +227,14 @@ def test_documents_without_words_make_no_index(runner, tmp_path, one_line_error)
     one_line_error(
         runner.invoke(cli, ["ask", "anything?", "--index-dir", str(tmp_path / "i")]), "no ragqa index", "ragqa index"
     )
+
+
+def test_search_locates_hits_by_page_or_line_with_paths_that_open(runner, cli_index):
+    args = ["search", "glaciers carve valleys", "--index-dir", str(cli_index), "--mode", "bm25", "-k", "1"]
+    hit = json.loads(runner.invoke(cli, [*args, "--json"]).stdout)[0]
+    assert hit["source"].endswith("paper.pdf") and Path(hit["path"]).is_file()
+    assert runner.invoke(cli, args).stdout.startswith(f"1. {hit['path']} p.1 [")
+    args = ["search", "virtual environment", "--index-dir", str(cli_index), "--mode", "bm25", "-k", "1"]
+    hit = json.loads(runner.invoke(cli, [*args, "--json"]).stdout)[0]
+    assert hit["path"].endswith("guide.md") and Path(hit["path"]).is_file()
+    assert runner.invoke(cli, args).stdout.startswith(f"1. {hit['path']}:{hit['metadata']['line']} [")
