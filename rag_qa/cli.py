@@ -487,7 +487,7 @@ def ask_cmd(
         source=source,
         no_answer_threshold=no_answer_threshold,
     )
-    root = _source_root(qa.index)
+    root = result.source_root
     if as_json:
         best = result.best_candidate
         passages = [dict(h.to_dict(), path=openable_path(h.passage.source, root)) for h in result.passages]

@@ -69,7 +69,8 @@ class AskResult:
     passage gave a span). ``no_answer_margin`` is the best span's score minus
     the no-answer score, compared with ``no_answer_threshold``. ``warnings``
     say why the reader may read the question badly (a long question, one
-    that does not look like English).
+    that does not look like English). ``source_root`` is the folder the
+    index's relative sources start from (None for an index that did not record it).
     """
 
     question: str
@@ -79,6 +80,7 @@ class AskResult:
     no_answer_threshold: float = 0.0
     best_candidate: Answer | None = None
     warnings: list[str] = field(default_factory=list)
+    source_root: str | None = None  # the folder passages' relative sources start from (the index's manifest)
 
     @property
     def abstained(self) -> bool:
@@ -170,7 +172,9 @@ class RagQA:
         best = answers[0] if answers else None
         if margin < threshold:
             answers = []
-        return AskResult(question, answers, hits, margin, float(threshold), best, warnings)
+        root = self.index.manifest.get("source_root")
+        root = root if isinstance(root, str) and root else None
+        return AskResult(question, answers, hits, margin, float(threshold), best, warnings, root)
 
     # ------------------------------------------------------------------ the question
     def question_tokens(self, question: str) -> int:
