@@ -273,3 +273,14 @@ def test_broken_pdf_is_one_line_error(tmp_path):
     with pytest.raises(UnreadableError) as caught:
         read_pdf(b"%PDF-1.4 this is not really a pdf", "x", "x", tmp_path / "x.pdf")
     assert "PDF could not be parsed" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_bare_page_number_at_a_page_edge_is_dropped():
+    pages = [
+        [Line("1"), Line("Chapters start on a fresh page with the number alone at the top.")],
+        [Line("The second page has no number at all, only its prose.")],
+        [Line("The third page ends with its number in roman figures."), Line("iv")],
+    ]
+    text, _ = clean_pages(pages)
+    assert not re.search(r"^(?:1|iv)$", text, re.MULTILINE)
+    assert all(ln.text in text for p in pages for ln in p if len(ln.text) > 5)

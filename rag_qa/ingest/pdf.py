@@ -173,6 +173,7 @@ def clean_pages(pages: list[list[Line]]) -> tuple[str, list[int]]:
 
 _DIGITS = re.compile(r"\d+")
 _ROMAN_ALONE = re.compile(r"^[ivxlcdm]+$")
+_PAGE_NUMBER = {"#", "- # -", "-#-", "[#]", "(#)", "page #", "# of #", "page # of #"}
 EDGE = 3  # lines at the top and at the bottom of a page that may be running headers or footers
 
 
@@ -188,10 +189,15 @@ def drop_running_lines(pages: list[list[Line]]) -> list[list[Line]]:
     is running when, digits normalised, the same line sits near the edge of at
     least half the pages (and at least two), or when it is short and begins
     or ends with words that do (a running title followed by the chapter name).
+    A bare page number as a page's first or last line is dropped too.
     Documents of fewer than three pages are left as they are.
     """
     if len(pages) < 3:
         return pages
+    pages = [
+        [ln for i, ln in enumerate(lines) if not (i in (0, len(lines) - 1) and _key(ln.text) in _PAGE_NUMBER)]
+        for lines in pages
+    ]
     need = max(2, math.ceil(0.5 * sum(1 for p in pages if p)))
 
     def edges(lines: list[Line]) -> list[int]:
