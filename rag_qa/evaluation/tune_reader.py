@@ -50,6 +50,7 @@ class Candidates:
     retriever: np.ndarray  # the passage's retriever score / best passage's
     null: float
     gold: list[str]
+    positions: list[tuple[int, int, int]]  # (passage, start, end) of each candidate
 
 
 def collect(reader: Reader, index, examples: list[QAExample], k: int, exclude_gold: bool) -> list[Candidates]:
@@ -61,10 +62,11 @@ def collect(reader: Reader, index, examples: list[QAExample], k: int, exclude_go
         passages = [h.passage for h in hits]
         relative = relative_retriever_scores([h.score for h in hits], len(hits))
         per_passage, null = reader.spans(e.question, [p.text for p in passages]) if passages else ([], [np.inf])
-        texts, logits, retr = [], [], []
+        texts, logits, retr, positions = [], [], [], []
         for i, spans in enumerate(per_passage):
             for sp in spans:
                 texts.append(passages[i].text[sp.start : sp.end])
+                positions.append((i, sp.start, sp.end))
                 logits.append(sp.score)
                 retr.append(relative[i])
         out.append(
@@ -74,6 +76,7 @@ def collect(reader: Reader, index, examples: list[QAExample], k: int, exclude_go
                 np.asarray(retr),
                 float(min(null)) if len(null) else np.inf,
                 list(e.answer_texts),
+                positions,
             )
         )
     return out
@@ -81,7 +84,7 @@ def collect(reader: Reader, index, examples: list[QAExample], k: int, exclude_go
 
 def _top_answer(c: Candidates, w: float, t: float = 1.0) -> tuple[str, float]:
     """The top answer and its probability, scored as the reader scores them."""
-    prob, index = rank_answers(c.texts, c.logits, c.retriever, c.null, w, t).answers[0]
+    prob, index = rank_answers(c.texts, c.logits, c.retriever, c.null, w, t, positions=c.positions).answers[0]
     return c.texts[index], prob
 
 
@@ -152,7 +155,7 @@ def tune(
     temperature = float(np.exp(minimize_scalar(log_loss, bounds=(-3, 3), method="bounded").x))
 
     def margin(c: Candidates) -> float:
-        return rank_answers(c.texts, c.logits, c.retriever, c.null).margin
+        return rank_answers(c.texts, c.logits, c.retriever, c.null, positions=c.positions).margin
 
     right = sorted(margin(c) for c in fit if c.texts and _em(c, _top_answer(c, weight, temperature)[0]))
     threshold = float(right[int((1 - KEEP_RIGHT_ANSWERS) * len(right))]) if right else float("-inf")

@@ -159,7 +159,13 @@ def best_answers(
     """The best span of each example over all its windows (SQuAD v1: always answer)."""
     best: dict[int, tuple[float, int, int]] = {}
     for i, ex_index in enumerate(sample_map):
-        spans, _ = decode_window(start_logits[i], end_logits[i], offsets[i], max_answer_tokens=max_answer_length)
+        spans, _ = decode_window(
+            start_logits[i],
+            end_logits[i],
+            offsets[i],
+            max_answer_tokens=max_answer_length,
+            context=examples[ex_index].context,
+        )
         if spans and (ex_index not in best or spans[0].score > best[ex_index][0]):
             best[ex_index] = (spans[0].score, spans[0].start, spans[0].end)
     return {e.qid: (e.context[best[k][1] : best[k][2]] if k in best else "") for k, e in enumerate(examples)}
