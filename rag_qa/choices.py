@@ -18,4 +18,4 @@ MODES: tuple[str, ...] = get_args(Mode)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 FUSION_METHODS: tuple[str, ...] = get_args(FusionMethod)
 
-SUPPORTED_EXTENSIONS = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl")
+SUPPORTED_EXTENSIONS = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".jsonl")

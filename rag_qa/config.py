@@ -30,7 +30,7 @@ C = TypeVar("C", bound="Config")
 # The extensions ragqa reads: the fixed file types, and reStructuredText read as
 # plain text. Besides these, files without an extension that hold text are read,
 # and any of these compressed as ``.gz`` (``notes.md.gz``) is read as what it holds.
-SUPPORTED_EXTENSIONS: tuple[str, ...] = _FILE_TYPES + tuple(e for e in (".rst",) if e not in _FILE_TYPES)
+SUPPORTED_EXTENSIONS: tuple[str, ...] = _FILE_TYPES
 
 
 def describe_validation_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:

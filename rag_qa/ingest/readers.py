@@ -30,6 +30,7 @@ from rag_qa.ingest.decoding import UndecodableError, UnreadableError, control_ra
 from rag_qa.ingest.html import read_html
 from rag_qa.ingest.markdown import read_markdown
 from rag_qa.ingest.pdf import read_pdf
+from rag_qa.ingest.plain import read_plain
 from rag_qa.text import escape_undecodable, file_title
 from rag_qa.types import Document
 
@@ -323,7 +324,7 @@ def read_file(
             if suffix in _MARKDOWN:
                 docs = [read_markdown(text, doc_id, source, named, encoding)]
             else:
-                docs = [_plain_document(text, doc_id, source, named, encoding)]
+                docs = [read_plain(text, doc_id, source, named, encoding)]
     except UndecodableError as exc:
         report.skip(file, str(exc), BINARY if str(exc).startswith("binary") else UNDECODABLE)
         return []
@@ -535,20 +536,6 @@ def _source_name(file: Path, source_root: str | Path | None = None) -> str:
 
 
 _MD_HEADING = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.MULTILINE)
-
-
-# A reStructuredText title: a line underlined (and maybe overlined) with one punctuation character.
-_RST_TITLE = re.compile(
-    r"^(?:([=\-~^\"'`#*+:.])\1{2,}[ \t]*\n)?[ \t]*(\w[^\n]*?)[ \t]*\n([=\-~^\"'`#*+:.])\3{2,}[ \t]*$", re.M
-)
-
-
-def _plain_document(text: str, doc_id: str, source: str, file: Path, encoding: str) -> Document:
-    title = file_title(file)
-    if file.suffix.lower() == ".rst":
-        match = _RST_TITLE.search(text[:65536])
-        title = match.group(2) if match else title
-    return Document(doc_id=doc_id, source=source, text=text, title=title, metadata={"encoding": encoding})
 
 
 def _read_jsonl(data: bytes, doc_id: str, source: str, report: IngestReport) -> Iterator[Document]:

@@ -90,7 +90,9 @@ def _key(text: str) -> str:
 
 
 def _doc_hash(doc: Document) -> str:
-    return _key(f"{doc.title}\0{doc.text}")
+    """What a document's passages are made of: its title, text and headings."""
+    sections = "\0".join(f"{at}:{path}" for at, path in doc.metadata.get("sections") or ())
+    return _key(f"{doc.title}\0{doc.text}\0{sections}")
 
 
 # What a file's passages depend on besides its bytes: a file whose size, mtime (or
