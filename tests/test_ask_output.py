@@ -263,3 +263,14 @@ def test_openable_path(tmp_path, monkeypatch):
     assert openable_path("/srv/c.txt", root) == "/srv/c.txt"
     assert openable_path(str(tmp_path / "d.txt"), root) == "d.txt"
     assert openable_path("docs/a.md", None) == "docs/a.md"
+
+
+def test_passage_marks_are_plain_off_a_terminal_and_styled_on_one():
+    from rag_qa.cli import _marked_passage
+
+    text = "The red\n door  and the blue door."
+    last = text.rindex("door")
+    spans = [(last, last + 4), (4, 7)]
+    assert _marked_passage(text, spans, styled=False) == "The [[red]] door and the blue [[door]]."
+    styled = _marked_passage(text, spans, styled=True)
+    assert "[[" not in styled and "\x1b[1m\x1b[4mdoor\x1b[0m." in styled
