@@ -38,7 +38,7 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     root.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING)
     root.propagate = False
     # Libraries underneath are chatty at INFO; keep their warnings only.
-    for name in ("sentence_transformers", "transformers", "faiss", "bm25s", "pypdf"):
+    for name in ("sentence_transformers", "transformers", "faiss", "bm25s", "pypdfium2"):
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights" bars
@@ -136,8 +136,10 @@ def index_cmd(
 ) -> None:
     """Build or update the index from files and folders.
 
-    PATHS are files or folders (searched recursively) of .txt, .md, .html,
-    .pdf and .jsonl documents. Run it again to update: PATHS are added to
+    PATHS are files or folders (searched recursively) of .txt, .md, .rst,
+    .html, .pdf and .jsonl documents, text files without an extension (README,
+    LICENSE) and any of these compressed as .gz. Markdown, HTML and PDF are read
+    as the text a person sees (see README). Run it again to update: PATHS are added to
     those already indexed, and only new or changed passages are embedded.
     With no PATHS, the indexed paths are scanned again. Documents whose files
     are gone are dropped, but more than a few only with --prune; `ragqa
@@ -196,13 +198,16 @@ def _print_build(report, as_json: bool) -> None:
                     "embedded": report.embedded,
                     "reused": report.reused,
                     "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
+                    "skip_summary": report.skip_summary,
+                    "up_to_date": report.up_to_date,
                 },
                 indent=2,
             )
         )
     else:
         click.echo(printable(report.summary()))
-    _prepare_runtime(report.directory)
+    if not report.up_to_date:  # an index that did not change has its runtime ready
+        _prepare_runtime(report.directory)
 
 
 def _prepare_runtime(index_dir: Path) -> None:
@@ -250,15 +255,11 @@ def _source_root(index) -> str | None:
     return root if isinstance(root, str) and root else None
 
 
-def _page(passage) -> int | None:
-    page = passage.metadata.get("page")
-    return page if isinstance(page, int) and not isinstance(page, bool) else None
-
-
-def _location(passage, source_root: str | None, line: int | None = None) -> str:
-    """``file.pdf p.12`` for a PDF's passage, ``file:LINE`` when the line is known, else the file."""
+def _location(passage, source_root: str | None, line: int | None = None, offset: int = 0) -> str:
+    """``file.pdf p.12`` for a PDF (the page at ``offset`` into the passage),
+    ``file:LINE`` when the line is known, else the file."""
     where = printable(openable_path(passage.source, source_root), keep_newlines=False)
-    page = _page(passage)
+    page = passage.page_at(offset)
     if page is not None:
         return f"{where} p.{page}"
     return f"{where}:{line}" if line else where
@@ -365,14 +366,15 @@ def _finite(value: float) -> float | None:
 
 
 def _answer_json(answer, root: str | None) -> dict:
-    return dict(answer.to_dict(), path=openable_path(answer.source, root), page=_page(answer.passage))
+    return dict(answer.to_dict(), path=openable_path(answer.source, root), page=answer.page)
 
 
 def _print_answer(answer, root: str | None, prefix: str = "") -> None:
     click.echo(
         click.style(prefix + printable(" ".join(answer.text.split())), bold=True) + f"   confidence {answer.score:.2f}"
     )
-    click.echo(f"   {_location(answer.passage, root, answer.line)} (characters {answer.start}-{answer.end})")
+    where = _location(answer.passage, root, answer.line, answer.start - answer.passage.start)
+    click.echo(f"   {where} (characters {answer.start}-{answer.end})")
     context, at = answer.context, answer.offset_in_context
     end = at + answer.end - answer.start  # the span in the source (``text`` squeezes its white space)
     before, found, after = (

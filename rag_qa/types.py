@@ -60,6 +60,22 @@ class Passage:
             since, line = anchor, at
         return line + self.text.count("\n", since, offset)
 
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based PDF page at ``offset`` into :attr:`text`, when the source has pages.
+
+        ``metadata["page"]`` is the page where the passage starts and
+        ``metadata["page_breaks"]`` the ``[offset, page]`` of each page that
+        starts inside it.
+        """
+        page = self.metadata.get("page")
+        if not isinstance(page, int) or isinstance(page, bool):
+            return None
+        for at, number in self.metadata.get("page_breaks") or ():
+            if at > offset:
+                break
+            page = number
+        return page
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.passage_id,
@@ -135,6 +151,11 @@ class Answer:
     line: int | None = None  # 1-based line of ``start`` in the source, when known
     context: str = ""
     context_start: int = 0
+
+    @property
+    def page(self) -> int | None:
+        """The 1-based PDF page the answer starts on, when the source has pages."""
+        return self.passage.page_at(self.start - self.passage.start)
 
     @property
     def offset_in_context(self) -> int:

@@ -68,3 +68,17 @@ def test_offsets_map_back_and_no_word_is_lost(text, size, overlap):
         assert set(range(*m.span())) <= covered
     starts = [p.start for p in passages]
     assert starts == sorted(set(starts))  # no passage duplicated
+
+
+def test_a_passage_across_a_page_break_knows_the_page_of_each_offset():
+    from rag_qa.types import Answer
+
+    first, second = "The first page ends here.", "The answer sits on page two."
+    text = f"{first}\n\n{second}"
+    doc = Document(doc_id="m", source="manual.pdf", text=text, metadata={"page_starts": [0, len(first) + 2]})
+    (passage,) = chunk_document(doc)
+    assert passage.metadata["page"] == 1 and passage.line_at(0) is None  # a PDF has pages, not file lines
+    at = text.index("answer")
+    assert passage.page_at(0) == 1 and passage.page_at(at) == 2
+    answer = Answer("answer", 0.9, at, at + 6, "manual.pdf", passage, 10.0)
+    assert answer.page == 2

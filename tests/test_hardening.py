@@ -306,3 +306,12 @@ def test_a_faiss_file_that_claims_more_vectors_than_it_holds_is_named(tmp_path, 
     (tmp_path / "dense.faiss").write_bytes(bytes(raw[:93]))
     with pytest.raises(IndexCorruptError, match="dense.faiss"):
         DenseRetriever.load(tmp_path, DenseConfig())
+
+
+def test_a_question_that_fills_the_window_is_a_one_line_error_through_the_python_api():
+    from rag_qa.errors import InputError
+    from rag_qa.reading.reader import Reader
+
+    passage = " ".join(["The port is 8080."] * 100)  # several windows: the stride meets the question's length
+    with pytest.raises(InputError, match="the question is too long"):
+        Reader().read(" ".join(["word"] * 300), [passage])

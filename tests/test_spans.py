@@ -121,3 +121,15 @@ def test_word_bounds(text, part, word):
     start = text.index(part)
     s, e = word_bounds(text, start, start + len(part))
     assert text[s:e] == word
+
+
+def test_a_span_never_crosses_a_blank_line():
+    # two table rows as extracted text: "Status: 4; Meaning: unsupported." / "Status: 5; ..."
+    context = "status: 4.\n\nstatus: 5."
+    offsets = [None, (0, 6), (6, 7), (8, 9), (9, 10), (12, 18), (18, 19), (20, 21), (21, 22), None]
+    start, end = logits(10, t3=6.0), logits(10, t7=6.0, t3=5.0)  # best raw span: "4.\n\nstatus: 5"
+    raw, _ = decode_window(start, end, offsets)
+    assert "\n\n" in context[raw[0].start : raw[0].end]
+    spans, _ = decode_window(start, end, offsets, context=context)
+    assert spans and all("\n\n" not in context[s.start : s.end] for s in spans)
+    assert context[spans[0].start : spans[0].end] == "4"

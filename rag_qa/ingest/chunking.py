@@ -126,6 +126,9 @@ def _make_passage(doc: Document, start: int, end: int, line: int, places: _Place
     page_starts = doc.metadata.get("page_starts")
     if page_starts:
         metadata["page"] = _page_of(page_starts, start)
+        breaks = [[at - start, number] for number, at in enumerate(page_starts, 1) if start < at < end]
+        if breaks:
+            metadata["page_breaks"] = breaks
     return Passage(
         passage_id=digest[:16],
         doc_id=doc.doc_id,

@@ -15,10 +15,16 @@ separates words and is never pulled in: spaces, punctuation after a word
 ``16`` may be in ``16-bit`` (SQuAD's answers often are such a part: widening
 across ``-`` and ``/`` would change twice as many of its gold answers).
 Spans that become the same are one span, with the best score.
+
+One block: a span never crosses a blank line. Extracted text puts every
+block (a paragraph, a list item, a table row) after a blank line, so a span
+across one joins the end of a row to the start of the next (``4; meaning: the
+input format is not supported. status: 5``); such spans are dropped.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -65,12 +71,17 @@ def word_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+_BLOCK_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+
+
 def whole_word_spans(spans: Sequence[Span], context: str) -> list[Span]:
     """``spans`` widened to whole words of ``context``; spans that become the same
     are kept once, with their best score. Best first."""
     best: dict[tuple[int, int], Span] = {}
     for span in spans:
         start, end = word_bounds(context, span.start, span.end)
+        if _BLOCK_BREAK.search(context, start, end):
+            continue
         if (start, end) not in best or span.score > best[start, end].score:
             best[start, end] = Span(start, end, span.score, span.window)
     return sorted(best.values(), key=lambda sp: (-sp.score, sp.start, sp.end))

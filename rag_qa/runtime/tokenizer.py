@@ -101,7 +101,9 @@ class FastTokenizer:
         self.tokenizer.enable_truncation(max_length, stride=stride, strategy="only_second")
         try:
             encoded = self.tokenizer.encode_batch(list(zip(questions, contexts)))
-        except Exception as exc:  # noqa: BLE001 - raised when the question alone fills the window
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a question that fills the window: an error, or a Rust panic
             raise InputError(
                 f"the question is too long to read with a passage in {max_length} tokens: shorten it "
                 f"({str(exc).splitlines()[0]})"
