@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -230,29 +229,17 @@ def _prepare_runtime(index_dir: Path) -> None:
 
 
 def openable_path(source: str, source_root: str | None) -> str:
-    """A passage's ``source`` as a path that opens from the working directory.
+    """A passage's ``source`` as a path that opens from the working directory
+    (:func:`rag_qa.pipeline.openable_path`)."""
+    from rag_qa.pipeline import openable_path as _openable
 
-    Sources are stored relative to the folder ``ragqa index`` ran in (the
-    manifest's ``source_root``) when they lie under it: such a path is joined
-    to that folder, then shown relative to the working directory when it lies
-    under it, else absolute. Without a ``source_root`` (an index built before
-    it was recorded) a relative source is shown as stored.
-    """
-    path = Path(source)
-    if not path.is_absolute():
-        if not source_root:
-            return source
-        path = Path(source_root) / path
-    path = Path(os.path.normpath(path))
-    try:
-        return str(path.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    return _openable(source, source_root)
 
 
 def _source_root(index) -> str | None:
-    root = index.manifest.get("source_root")
-    return root if isinstance(root, str) and root else None
+    from rag_qa.pipeline import index_source_root
+
+    return index_source_root(index)
 
 
 def _location(passage, source_root: str | None, line: int | None = None, offset: int = 0) -> str:
@@ -293,7 +280,9 @@ def search_cmd(
     hits = idx.search(query, k=k, mode=mode, source=source)
     root = _source_root(idx)
     if as_json:
-        rows = [dict(h.to_dict(), path=openable_path(h.passage.source, root)) for h in hits]
+        from rag_qa.pipeline import hit_dict
+
+        rows = [hit_dict(h, root) for h in hits]
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not hits:
@@ -358,15 +347,6 @@ class _ThresholdOption(click.Option):
             f"always answer). Default: the reader's fitted value, {default} for the shipped reader."
         )
         return super().get_help_record(ctx)
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no infinities: a margin without any candidate, or a threshold of -inf, is null."""
-    return value if math.isfinite(value) else None
-
-
-def _answer_json(answer, root: str | None) -> dict:
-    return dict(answer.to_dict(), path=openable_path(answer.source, root), page=answer.page)
 
 
 def _print_answer(answer, root: str | None, prefix: str = "") -> None:
@@ -491,24 +471,7 @@ def ask_cmd(
     )
     root = result.source_root
     if as_json:
-        best = result.best_candidate
-        passages = [dict(h.to_dict(), path=openable_path(h.passage.source, root)) for h in result.passages]
-        click.echo(
-            json.dumps(
-                {
-                    "question": result.question,
-                    "abstained": result.abstained,
-                    "answers": [_answer_json(a, root) for a in result.answers],
-                    "best_candidate": _answer_json(best, root) if best is not None else None,
-                    "no_answer_margin": _finite(result.no_answer_margin),
-                    "no_answer_threshold": _finite(result.no_answer_threshold),
-                    "warnings": result.warnings,
-                    "passages": passages if show_context else None,
-                },
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        click.echo(json.dumps(result.to_dict(with_passages=show_context), indent=2, ensure_ascii=False))
         return
     if not ctx.find_root().obj.get("quiet"):
         for warning in result.warnings:

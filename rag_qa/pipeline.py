@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -86,6 +87,69 @@ class AskResult:
     def abstained(self) -> bool:
         """True when the reader gave no answer (no span beat no-answer by the threshold)."""
         return not self.answers
+
+    def to_dict(self, with_passages: bool = False) -> dict[str, Any]:
+        """The result as JSON-ready data: what ``ragqa ask --json`` prints and ``POST /ask`` returns.
+
+        Answers carry ``path`` (their source as it opens from the working
+        directory, :func:`openable_path`) and ``page``; the margin and the
+        threshold are None where they are infinite (JSON has no infinities);
+        ``passages`` (the passages read) is None unless ``with_passages``.
+        """
+        root = self.source_root
+        best = self.best_candidate
+        return {
+            "question": self.question,
+            "abstained": self.abstained,
+            "answers": [answer_dict(a, root) for a in self.answers],
+            "best_candidate": answer_dict(best, root) if best is not None else None,
+            "no_answer_margin": finite_or_none(self.no_answer_margin),
+            "no_answer_threshold": finite_or_none(self.no_answer_threshold),
+            "warnings": list(self.warnings),
+            "passages": [hit_dict(h, root) for h in self.passages] if with_passages else None,
+        }
+
+
+def openable_path(source: str, source_root: str | None) -> str:
+    """A passage's ``source`` as a path that opens from the working directory.
+
+    Sources are stored relative to the folder ``ragqa index`` ran in (the
+    manifest's ``source_root``) when they lie under it: such a path is joined
+    to that folder, then shown relative to the working directory when it lies
+    under it, else absolute. Without a ``source_root`` (an index built before
+    it was recorded) a relative source is shown as stored.
+    """
+    path = Path(source)
+    if not path.is_absolute():
+        if not source_root:
+            return source
+        path = Path(source_root) / path
+    path = Path(os.path.normpath(path))
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no infinities: a margin without any candidate, or a threshold of -inf, is None."""
+    return value if math.isfinite(value) else None
+
+
+def answer_dict(answer: Answer, source_root: str | None) -> dict[str, Any]:
+    """:meth:`Answer.to_dict` with the ``path`` that opens from the working directory and the PDF ``page``."""
+    return dict(answer.to_dict(), path=openable_path(answer.source, source_root), page=answer.page)
+
+
+def hit_dict(hit: ScoredPassage, source_root: str | None) -> dict[str, Any]:
+    """:meth:`ScoredPassage.to_dict` with the ``path`` that opens from the working directory."""
+    return dict(hit.to_dict(), path=openable_path(hit.passage.source, source_root))
+
+
+def index_source_root(index: Index) -> str | None:
+    """The folder an index's relative sources start from (its manifest's ``source_root``), if recorded."""
+    root = index.manifest.get("source_root")
+    return root if isinstance(root, str) and root else None
 
 
 class RagQA:
@@ -172,8 +236,7 @@ class RagQA:
         best = answers[0] if answers else None
         if margin < threshold:
             answers = []
-        root = self.index.manifest.get("source_root")
-        root = root if isinstance(root, str) and root else None
+        root = index_source_root(self.index)
         return AskResult(question, answers, hits, margin, float(threshold), best, warnings, root)
 
     # ------------------------------------------------------------------ the question
