@@ -868,8 +868,8 @@ def train_encoder_cmd(
     "--train",
     "train_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="SQuAD v1.1/v2.0 JSON (.json or .json.gz).",
+    type=click.Path(path_type=Path),
+    help="SQuAD v1.1/v2.0 JSON (.json or .json.gz), or a folder of them (such as `ragqa serve`'s feedback folder).",
 )
 @click.option(
     "--eval",
@@ -924,6 +924,113 @@ def train_reader_cmd(
     click.echo(
         f"Reader saved to {out_dir}: EM {results['exact_match']:.2f}, F1 {results['f1']:.2f} on "
         f"{results['eval_questions']:,} held-out questions ({results['steps']:,} steps)"
+    )
+
+
+@cli.command("serve")
+@index_dir_option
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind; another than loopback needs an API key."
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--api-key-env",
+    default="RAGQA_API_KEY",
+    show_default=True,
+    help="Environment variable holding the API key; when it is set, every request needs 'Authorization: Bearer KEY'.",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--feedback-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("feedback"),
+    show_default=True,
+    help="Folder for corrected answers (SQuAD JSON, one file a day; `ragqa train-reader --train` reads it).",
+)
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Allow browser pages from this origin (repeatable).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Most questions per reader pass (1: no batching).",
+)
+@click.option(
+    "--batch-wait-ms",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="How long a question waits for others to share its pass.",
+)
+@click.option(
+    "--queue-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Questions that may wait; beyond it: 503 with Retry-After.",
+)
+@click.option(
+    "--reader",
+    "reader_dir",
+    type=click.Path(path_type=Path),
+    help="Reader model directory (default: the shipped reader).",
+)
+@runtime_option
+def serve_cmd(
+    index_dir: Path,
+    host: str,
+    port: int,
+    api_key_env: str,
+    workers: int,
+    feedback_dir: Path,
+    cors_origins: tuple[str, ...],
+    batch_size: int,
+    batch_wait_ms: float,
+    queue_size: int,
+    reader_dir: Path | None,
+    runtime: str | None,
+) -> None:
+    """Serve the index over HTTP: POST /ask, /search, /feedback; GET /info, /health; API docs at /docs.
+
+    Binds 127.0.0.1 unless --host says otherwise; another address needs an
+    API key in the variable --api-key-env names. Needs the serve extra
+    (pip install 'ragqa[serve]'). SIGTERM or Ctrl-C finishes the requests in
+    flight, then stops.
+    """
+    import ipaddress
+
+    from rag_qa.errors import InputError, require_extra
+
+    require_extra("serve", "fastapi", "uvicorn", what="ragqa serve")
+    import uvicorn
+
+    from rag_qa.service.app import CONFIG_ENV, ServeConfig, config_json, create_app
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not os.environ.get(api_key_env):
+        raise InputError(
+            f"refusing to bind {host} without an API key: set {api_key_env} (export {api_key_env}=...) "
+            "or bind 127.0.0.1"
+        )
+    config = ServeConfig(
+        index_dir=str(index_dir),
+        reader=str(reader_dir) if reader_dir else None,
+        runtime=runtime,
+        api_key_env=api_key_env,
+        feedback_dir=str(feedback_dir),
+        batch_size=batch_size,
+        batch_wait_ms=batch_wait_ms,
+        queue_size=queue_size,
+        cors_origins=cors_origins,
+    )
+    create_app(config)  # a missing or broken index fails here, in one line, before any worker starts
+    os.environ[CONFIG_ENV] = config_json(config)
+    click.echo(f"ragqa serving {index_dir} on http://{host}:{port} (API docs at /docs)", err=True)
+    uvicorn.run(
+        "rag_qa.service.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info"
     )
 
 

@@ -37,10 +37,21 @@ class QAExample:
 
 
 def read_squad(path: str | Path) -> list[QAExample]:
-    """Every question of a SQuAD file, answerable or not (v2.0 ``is_impossible``)."""
+    """Every question of a SQuAD file, answerable or not (v2.0 ``is_impossible``).
+
+    A folder is read as every ``.json`` and ``.json.gz`` file in it, in name
+    order (``ragqa serve``'s feedback folder is one).
+    """
     path = Path(path)
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.is_file() and f.name.endswith((".json", ".json.gz")))
+        if not files:
+            raise InputError(f"folder {path} holds no .json or .json.gz file: pass a folder of SQuAD files")
+        return [example for f in files for example in read_squad(f)]
     if not path.is_file():
-        raise InputError(f"training file {path} does not exist: pass a SQuAD .json or .json.gz file")
+        raise InputError(
+            f"training file {path} does not exist: pass a SQuAD .json or .json.gz file or a folder of them"
+        )
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as fh:

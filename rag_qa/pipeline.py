@@ -8,7 +8,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from rag_qa.errors import InputError
 from rag_qa.reading.reader import Reader
@@ -152,6 +152,17 @@ def index_source_root(index: Index) -> str | None:
     return root if isinstance(root, str) and root else None
 
 
+@dataclass(frozen=True)
+class PreparedQuestion:
+    """A checked question with its retrieved passages, waiting for the reader (:meth:`RagQA.prepare`)."""
+
+    question: str
+    hits: list[ScoredPassage]
+    top_k_answers: int
+    no_answer_threshold: float
+    warnings: list[str]
+
+
 class RagQA:
     """The question-answering pipeline over one index.
 
@@ -217,6 +228,20 @@ class RagQA:
         threshold, the best candidate (also when the reader abstains) and the
         warnings about the question; ``no_answer_threshold`` overrides the
         reader's (``float("-inf")``: always answer)."""
+        prepared = self.prepare(question, top_k_passages, top_k_answers, mode, source, no_answer_threshold)
+        return self.read_prepared([prepared])[0]
+
+    def prepare(
+        self,
+        question: str,
+        top_k_passages: int = 10,
+        top_k_answers: int = 3,
+        mode: str = "hybrid",
+        source: str | None = None,
+        no_answer_threshold: float | None = None,
+    ) -> PreparedQuestion:
+        """The first half of :meth:`ask_full`: check the question, warn about it and retrieve its passages.
+        :meth:`read_prepared` reads several prepared questions in one pass of the reader."""
         question = check_query(question)
         if top_k_answers < 1:
             raise InputError(f"top_k_answers must be at least 1, got {top_k_answers}")
@@ -225,19 +250,28 @@ class RagQA:
         if math.isnan(threshold):
             raise InputError("the no-answer threshold is NaN: pass a number (-inf always answers)")
         hits = self.index.search(question, k=top_k_passages, mode=mode, source=source)
-        # Read once without a threshold, so the best candidate is known when the reader abstains.
-        answers, margin = self.reader.read_with_null(
-            question,
-            [h.passage for h in hits],
-            top_k=top_k_answers,
-            retriever_scores=[h.score for h in hits],
-            no_answer_threshold=float("-inf"),
+        return PreparedQuestion(question, hits, top_k_answers, float(threshold), warnings)
+
+    def read_prepared(self, prepared: Sequence[PreparedQuestion]) -> list[AskResult]:
+        """The second half of :meth:`ask_full`, for several questions: one pass of the reader over them all."""
+        # Read without a threshold, so the best candidate is known when the reader abstains.
+        read = self.reader.read_with_null_batch(
+            [p.question for p in prepared],
+            [[h.passage for h in p.hits] for p in prepared],
+            top_k=[p.top_k_answers for p in prepared],
+            retriever_scores=[[h.score for h in p.hits] for p in prepared],
+            no_answer_threshold=[float("-inf")] * len(prepared),
         )
-        best = answers[0] if answers else None
-        if margin < threshold:
-            answers = []
         root = index_source_root(self.index)
-        return AskResult(question, answers, hits, margin, float(threshold), best, warnings, root)
+        results = []
+        for p, (answers, margin) in zip(prepared, read):
+            best = answers[0] if answers else None
+            if margin < p.no_answer_threshold:
+                answers = []
+            results.append(
+                AskResult(p.question, answers, p.hits, margin, p.no_answer_threshold, best, p.warnings, root)
+            )
+        return results
 
     # ------------------------------------------------------------------ the question
     def question_tokens(self, question: str) -> int:

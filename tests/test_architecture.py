@@ -23,6 +23,7 @@ LAYERS = [
     ["pipeline", "integrations"],
     ["evaluation"],
     ["training"],
+    ["service"],
     ["cli", "__main__"],
 ]
 RANK = {unit: i for i, units in enumerate(LAYERS) for unit in units}

@@ -242,11 +242,53 @@ class Reader:
         """Like :meth:`read`, also returning the margin of the best span over
         no-answer. ``no_answer_threshold`` overrides the configured one
         (``float("-inf")``: always answer)."""
-        question = check_query(question)
-        passages = [_as_passage(p, i) for i, p in enumerate(passages)]
+        scores = [retriever_scores] if retriever_scores is not None else None
+        return self.read_with_null_batch([question], [passages], top_k, scores, [no_answer_threshold])[0]
+
+    def read_with_null_batch(
+        self,
+        questions: Sequence[str],
+        passages: Sequence[Sequence[Passage]],
+        top_k: int | Sequence[int] = 3,
+        retriever_scores: Sequence[Sequence[float] | None] | None = None,
+        no_answer_threshold: Sequence[float | None] | None = None,
+    ) -> list[tuple[list[Answer], float]]:
+        """:meth:`read_with_null` for several questions, each with its own
+        passages, in one pass of the model over every (question, passage)
+        pair: what ``read_with_null`` returns, per question, in order.
+        ``top_k``, ``retriever_scores`` and ``no_answer_threshold`` are one
+        value for all or one per question."""
+        n = len(questions)
+        if len(passages) != n:
+            raise InputError(f"{n} questions but {len(passages)} lists of passages: pass one list per question")
+        top_ks = [top_k] * n if isinstance(top_k, int) else list(top_k)
+        scores = list(retriever_scores) if retriever_scores is not None else [None] * n
+        thresholds = list(no_answer_threshold) if no_answer_threshold is not None else [None] * n
+        if not len(top_ks) == len(scores) == len(thresholds) == n:
+            raise InputError("top_k, retriever_scores and no_answer_threshold need one value per question")
+        questions = [check_query(q) for q in questions]
+        lists = [[_as_passage(p, i) for i, p in enumerate(ps)] for ps in passages]
+        pair_questions = [q for q, ps in zip(questions, lists) for _ in ps]
+        per_pair, null_pair = self.pair_spans(pair_questions, [p.text for ps in lists for p in ps])
+        results, at = [], 0
+        for ps, k, rs, threshold in zip(lists, top_ks, scores, thresholds):
+            end = at + len(ps)
+            results.append(self._rank(ps, per_pair[at:end], null_pair[at:end], k, rs, threshold))
+            at = end
+        return results
+
+    def _rank(
+        self,
+        passages: list[Passage],
+        per_passage: list[list[Span]],
+        null: list[float],
+        top_k: int,
+        retriever_scores: Sequence[float] | None,
+        no_answer_threshold: float | None,
+    ) -> tuple[list[Answer], float]:
+        """One question's spans and no-answer scores to its ranked answers and margin."""
         if not passages:
             return [], float("-inf")
-        per_passage, null = self.spans(question, [p.text for p in passages])
         relative = relative_retriever_scores(retriever_scores, len(passages))
         cands = [(span, i) for i, spans in enumerate(per_passage) for span in spans]
         ranked = rank_answers(

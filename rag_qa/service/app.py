@@ -1,0 +1,308 @@
+"""The FastAPI app: request models in, one library call, the library's JSON out."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import threading
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rag_qa.errors import InputError, RagQAError
+from rag_qa.pipeline import AskResult, PreparedQuestion, RagQA, hit_dict, index_source_root
+from rag_qa.service.batching import MicroBatcher, QueueFull
+from rag_qa.service.feedback import FeedbackStore
+from rag_qa.service.schemas import AskRequest, AskResponse, FeedbackRequest, FeedbackResponse, SearchRequest
+
+logger = logging.getLogger(__name__)
+
+CONFIG_ENV = "RAGQA_SERVE_CONFIG"  # how `ragqa serve` hands its settings to each uvicorn worker
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Settings of the service; ``api_key_env`` names the environment variable holding the key (unset: no key)."""
+
+    index_dir: str = "index"
+    reader: str | None = None
+    runtime: str | None = None
+    api_key_env: str = "RAGQA_API_KEY"
+    feedback_dir: str = "feedback"
+    max_body_bytes: int = 64 * 1024
+    max_question_chars: int = 2000
+    batch_size: int = 8
+    batch_wait_ms: float = 5.0
+    queue_size: int = 64
+    request_timeout_s: float = 60.0
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) or None
+
+
+def app_from_env() -> FastAPI:
+    """The app for a uvicorn worker, from the settings `ragqa serve` put in :data:`CONFIG_ENV`."""
+    raw = json.loads(os.environ[CONFIG_ENV])
+    raw["cors_origins"] = tuple(raw.get("cors_origins") or ())
+    return create_app(ServeConfig(**raw))
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": " ".join(str(detail).split())}, status_code=status, headers=headers)
+
+
+class _Guard:
+    """ASGI middleware: the API key (constant-time compare) and the request body size limit."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int):
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.expected is not None:
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = _error(401, "missing or wrong API key: send the header 'Authorization: Bearer KEY'")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
+        too_big = _error(
+            413, f"the request body is over the limit of {self.max_body_bytes:,} bytes: send a shorter question"
+        )
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            await too_big(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise _BodyTooBig
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking_send)
+        except _BodyTooBig:
+            if not started:
+                await too_big(scope, receive, send)
+
+
+class _BodyTooBig(Exception):
+    pass
+
+
+class _Service:
+    """What the app holds: the pipeline (loaded once), the reader's batcher and the feedback store."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.qa = RagQA.load(config.index_dir, reader=config.reader, runtime=config.runtime)
+        self.by_id = {p.passage_id: p for p in self.qa.index.passages}
+        self.batcher: MicroBatcher[PreparedQuestion, AskResult] | None = None
+        self.feedback = FeedbackStore(config.feedback_dir)
+        self.ready = threading.Event()
+        self.failed: str | None = None
+
+    def warm_up(self) -> None:
+        try:
+            self.qa.index.warm_up()
+            self.qa.reader.warm_up()
+            self.qa.question_tokens("warm up")
+            self.batcher = MicroBatcher(
+                self.qa.read_prepared,
+                max_batch=self.config.batch_size,
+                max_wait_s=self.config.batch_wait_ms / 1000,
+                max_queue=self.config.queue_size,
+            )
+            self.ready.set()
+            logger.info("models warm: ready")
+        except RagQAError as exc:
+            self.failed = str(exc)
+            logger.error("the models could not be loaded: %s", exc)
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+
+
+def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> FastAPI:
+    """The service over one index: ``create_app("index/")`` or ``create_app(ServeConfig(...))``.
+
+    The index is loaded here (a missing or broken index fails now, in one
+    line); the models are warmed up in the background once the app starts,
+    and ``GET /health`` answers 503 until they are.
+    """
+    if not isinstance(config, ServeConfig):
+        config = ServeConfig(index_dir=str(config), **settings)
+    service = _Service(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        thread = threading.Thread(target=service.warm_up, name="ragqa-warm-up", daemon=True)
+        thread.start()
+        yield
+        thread.join()
+        service.close()  # questions already queued are answered before the worker stops
+
+    app = FastAPI(
+        title="ragqa",
+        summary="Question answering over your documents",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(_Guard, api_key=config.api_key(), max_body_bytes=config.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _one_line(exc.errors()))
+
+    @app.exception_handler(InputError)
+    async def _bad_input(request: Request, exc: InputError) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(RagQAError)
+    async def _failed(request: Request, exc: RagQAError) -> JSONResponse:
+        return _error(500, str(exc))
+
+    def _check_question(text: str, what: str = "question") -> None:
+        if not text.strip():
+            raise InputError(f"the {what} is empty: send the {what} as a non-blank string")
+        if len(text) > config.max_question_chars:
+            raise InputError(
+                f"the {what} has {len(text):,} characters, over the limit of {config.max_question_chars:,}: shorten it"
+            )
+
+    def _not_ready() -> JSONResponse | None:
+        if service.failed:
+            return _error(503, f"the models could not be loaded: {service.failed}")
+        if not service.ready.is_set():
+            return _error(503, "the models are still loading: retry in a few seconds", {"Retry-After": "2"})
+        return None
+
+    @app.get("/health", summary="200 once the models are loaded and warm, 503 before")
+    def health() -> JSONResponse:
+        return _not_ready() or JSONResponse({"status": "ok"})
+
+    @app.get("/info", summary="What the index holds and how the service reads")
+    def info() -> dict[str, Any]:
+        index_info = service.qa.index.info()
+        keep = ("ragqa_version", "format_version", "created_at", "documents", "passages", "vocabulary", "chunking")
+        batcher = service.batcher
+        return {
+            **{k: index_info[k] for k in keep},
+            "encoder": {
+                "default": index_info["encoder"].get("default"),
+                "dimension": index_info["encoder"]["dimension"],
+            },
+            "fusion": index_info["fusion"],
+            "reader": {"backend": service.qa.reader.backend if service.ready.is_set() else None},
+            "batching": {
+                "max_batch": config.batch_size,
+                "max_wait_ms": config.batch_wait_ms,
+                "queue_size": config.queue_size,
+                "batches": batcher.batches if batcher else 0,
+                "questions": batcher.items if batcher else 0,
+            },
+        }
+
+    @app.post(
+        "/ask",
+        response_model=AskResponse,
+        summary="Answer a question (the JSON of `ragqa ask --json`)",
+        responses={503: {"description": "models loading, or too many questions waiting (see Retry-After)"}},
+    )
+    def ask(body: AskRequest):
+        _check_question(body.question)
+        busy = _not_ready()
+        if busy is not None:
+            return busy
+        prepared = service.qa.prepare(
+            body.question,
+            top_k_passages=body.top_k,
+            top_k_answers=body.answers,
+            mode=body.mode,
+            source=body.source,
+            no_answer_threshold=body.no_answer_threshold,
+        )
+        try:
+            future = service.batcher.submit(prepared)
+        except QueueFull:
+            return _error(503, "too many questions are waiting: retry in a moment", {"Retry-After": "1"})
+        result: AskResult = future.result(timeout=config.request_timeout_s)
+        return JSONResponse(result.to_dict(with_passages=body.passages))
+
+    @app.post("/search", summary="The passages that best match a query (the JSON of `ragqa search --json`)")
+    def search(body: SearchRequest) -> JSONResponse:
+        _check_question(body.query, "query")
+        busy = _not_ready()
+        if busy is not None:
+            return busy
+        index = service.qa.index
+        hits = index.search(body.query, k=body.top_k, mode=body.mode, source=body.source)
+        root = index_source_root(index)
+        return JSONResponse([hit_dict(h, root) for h in hits])
+
+    @app.post("/feedback", response_model=FeedbackResponse, summary="Store the right answer to a question")
+    def feedback(body: FeedbackRequest) -> FeedbackResponse:
+        _check_question(body.question)
+        passage = service.by_id.get(body.passage_id)
+        if passage is None:
+            raise InputError(
+                f"no passage {body.passage_id!r} in the index: send the passage_id of an answer or a passage read"
+            )
+        record, path = service.feedback.add(body.question, passage, body.answer, body.answer_start)
+        return FeedbackResponse(stored=path.name, id=record["id"])
+
+    return app
+
+
+def _one_line(errors: list[dict[str, Any]]) -> str:
+    """Pydantic's validation errors as one line: where, and what is wrong."""
+    parts = []
+    for err in errors[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        if err.get("type") == "json_invalid":
+            parts.append("the body is not valid JSON: send a JSON object")
+        elif err.get("type") == "extra_forbidden":
+            parts.append(f"unknown field {where!r}: leave it out")
+        else:
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def config_json(config: ServeConfig) -> str:
+    return json.dumps(asdict(config))

@@ -1,0 +1,277 @@
+"""`ragqa serve`: the HTTP API through FastAPI's TestClient and through a real uvicorn process."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'ragqa[serve]'")
+httpx = pytest.importorskip("httpx", reason="httpx is not installed (TestClient needs it)")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from rag_qa.data import read_squad  # noqa: E402
+from rag_qa.pipeline import RagQA  # noqa: E402
+from rag_qa.service import ServeConfig, create_app  # noqa: E402
+from rag_qa.service.batching import MicroBatcher, QueueFull  # noqa: E402
+
+QUESTION = "Which planet is the largest?"
+
+
+def _wait_ready(client, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/health").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not ready after {timeout}s: {client.get('/health').json()}")
+
+
+@pytest.fixture(scope="module")
+def serve_config(built_index, tmp_path_factory):
+    return ServeConfig(index_dir=str(built_index.directory), feedback_dir=str(tmp_path_factory.mktemp("feedback")))
+
+
+@pytest.fixture(scope="module")
+def client(serve_config):
+    with TestClient(create_app(serve_config)) as c:
+        _wait_ready(c)
+        yield c
+
+
+def test_ask_answers_with_the_json_of_ask_json(client, built_index):
+    response = client.post("/ask", json={"question": QUESTION, "answers": 2})
+    assert response.status_code == 200
+    data = response.json()
+    expected = RagQA.load(built_index.directory).ask_full(QUESTION, top_k_answers=2).to_dict()
+    assert data == json.loads(json.dumps(expected))
+    assert not data["abstained"] and "Jupiter" in data["answers"][0]["text"]
+    answer = data["answers"][0]
+    assert answer["text"] in " ".join(answer["context"].split()) and answer["path"].endswith(answer["source"])
+
+
+def test_ask_options_and_passages(client):
+    data = client.post(
+        "/ask", json={"question": QUESTION, "mode": "bm25", "top_k": 2, "passages": True, "no_answer_threshold": 1000}
+    ).json()
+    assert data["abstained"] and data["answers"] == [] and data["no_answer_threshold"] == 1000
+    assert data["best_candidate"] is not None
+    assert 1 <= len(data["passages"]) <= 2
+
+
+def test_search_info_health_and_docs(client):
+    hits = client.post("/search", json={"query": "largest planet", "top_k": 3}).json()
+    assert 1 <= len(hits) <= 3 and "Jupiter" in hits[0]["text"]
+    info = client.get("/info").json()
+    assert info["passages"] > 0 and info["batching"]["max_batch"] == 8
+    assert "index_dir" not in info and "roots" not in info  # no paths of the machine
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/docs").status_code == 200
+    assert "/ask" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"question": ""}, 422, "empty"),
+        ({"question": "   \t"}, 422, "empty"),
+        ({"question": "x" * 3000}, 422, "over the limit"),
+        ({"question": "q " * 50_000}, 413, "over the limit"),
+        ({"question": 3}, 422, "question"),
+        ({"question": QUESTION, "answers": "two"}, 422, "answers"),
+        ({"question": QUESTION, "answers": 0}, 422, "answers"),
+        ({"question": QUESTION, "mode": "fuzzy"}, 422, "mode"),
+        ({"question": QUESTION, "colour": "red"}, 422, "unknown field 'colour'"),
+        ({}, 422, "question"),
+    ],
+)
+def test_bad_input_is_a_one_line_4xx(client, body, status, words):
+    response = client.post("/ask", json=body)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and words in detail
+    assert "Traceback" not in response.text
+
+
+def test_wrong_json_is_a_one_line_422(client):
+    response = client.post("/ask", content=b'{"question": "what', headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["detail"].startswith("the body is not valid JSON")
+
+
+def test_a_missing_index_fails_at_start(tmp_path):
+    from rag_qa.errors import RagQAError
+
+    with pytest.raises(RagQAError, match="ragqa index"):
+        create_app(tmp_path / "nowhere")
+
+
+def test_health_is_503_until_the_models_are_warm(serve_config, monkeypatch):
+    from rag_qa.service import app as app_module
+
+    gate = threading.Event()
+    real = app_module._Service.warm_up
+    monkeypatch.setattr(app_module._Service, "warm_up", lambda self: (gate.wait(30), real(self)))
+    with TestClient(create_app(serve_config)) as c:
+        assert c.get("/health").status_code == 503
+        busy = c.post("/ask", json={"question": QUESTION})
+        assert busy.status_code == 503 and busy.headers["retry-after"]
+        gate.set()
+        _wait_ready(c)
+        assert c.post("/ask", json={"question": QUESTION}).status_code == 200
+
+
+def test_api_key_is_required_when_set(serve_config, monkeypatch):
+    monkeypatch.setenv("RAGQA_TEST_KEY", "s3cret")
+    config = ServeConfig(**{**serve_config.__dict__, "api_key_env": "RAGQA_TEST_KEY"})
+    with TestClient(create_app(config)) as c:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            response = c.get("/health", headers=headers)
+            assert response.status_code == 401 and "Authorization: Bearer" in response.json()["detail"]
+        _wait_ready_with = {"Authorization": "Bearer s3cret"}
+        deadline = time.monotonic() + 120
+        while c.get("/health", headers=_wait_ready_with).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.post("/ask", json={"question": QUESTION}, headers=_wait_ready_with).status_code == 200
+
+
+def test_no_cors_unless_asked(serve_config):
+    with TestClient(create_app(serve_config)) as c:
+        r = c.options("/ask", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in r.headers
+    config = ServeConfig(**{**serve_config.__dict__, "cors_origins": ("http://app.example",)})
+    with TestClient(create_app(config)) as c:
+        r = c.options("/ask", headers={"Origin": "http://app.example", "Access-Control-Request-Method": "POST"})
+        assert r.headers["access-control-allow-origin"] == "http://app.example"
+
+
+def test_feedback_round_trip_into_training_data(client, serve_config):
+    data = client.post("/ask", json={"question": QUESTION, "passages": True}).json()
+    passage = data["passages"][0]
+    at = passage["text"].index("Jupiter")
+    ok = client.post(
+        "/feedback",
+        json={"question": QUESTION, "passage_id": passage["id"], "answer": "Jupiter", "answer_start": at},
+    )
+    assert ok.status_code == 200, ok.text
+    none = client.post(
+        "/feedback", json={"question": "Who painted the ceiling?", "passage_id": passage["id"], "answer": None}
+    )
+    assert none.status_code == 200
+    wrong = client.post(
+        "/feedback", json={"question": QUESTION, "passage_id": passage["id"], "answer": "Saturn", "answer_start": at}
+    )
+    assert wrong.status_code == 422 and "not the answer 'Saturn'" in wrong.json()["detail"]
+    unknown = client.post("/feedback", json={"question": QUESTION, "passage_id": "nope", "answer": None})
+    assert unknown.status_code == 422 and "no passage 'nope'" in unknown.json()["detail"]
+    folder = Path(serve_config.feedback_dir)
+    assert [p.name for p in folder.glob("*.json")] == [ok.json()["stored"]]
+    assert not list(folder.glob("*.tmp"))
+    examples = {e.question: e for e in read_squad(folder)}  # what `ragqa train-reader --train FOLDER` reads
+    right = examples[QUESTION]
+    assert right.answer_texts == ("Jupiter",) and right.context[right.answer_starts[0] :].startswith("Jupiter")
+    assert examples["Who painted the ceiling?"].is_impossible
+
+
+def test_batched_reading_answers_as_one_at_a_time(built_index):
+    qa = RagQA.load(built_index.directory)
+    questions = [QUESTION, "What is the capital of France?", "How are passages stored?", "Which planet is largest?"]
+    prepared = [qa.prepare(q, top_k_passages=4, top_k_answers=3) for q in questions]
+    batched = qa.read_prepared(prepared)
+    for p, together in zip(prepared, batched):
+        alone = qa.read_prepared([p])[0]
+        assert [(a.text, a.start, a.end, a.source) for a in together.answers] == [
+            (a.text, a.start, a.end, a.source) for a in alone.answers
+        ]
+        assert [a.score for a in together.answers] == pytest.approx([a.score for a in alone.answers], rel=1e-4)
+        assert together.no_answer_margin == pytest.approx(alone.no_answer_margin, rel=1e-4, abs=1e-4)
+        assert together.abstained == alone.abstained
+
+
+def test_micro_batcher_groups_questions_and_bounds_its_queue():
+    seen, gate = [], threading.Event()
+
+    def work(items):
+        gate.wait(10)
+        seen.append(list(items))
+        return [i * 10 for i in items]
+
+    batcher = MicroBatcher(work, max_batch=3, max_wait_s=0.05, max_queue=4)
+    first = batcher.submit(0)  # taken by the worker, which waits for the gate
+    time.sleep(0.2)
+    futures = [batcher.submit(i) for i in range(1, 5)]
+    with pytest.raises(QueueFull):
+        batcher.submit(99)
+    gate.set()
+    assert [f.result(5) for f in [first, *futures]] == [0, 10, 20, 30, 40]
+    assert seen[0] == [0] and seen[1] == [1, 2, 3] and seen[2] == [4]
+    batcher.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_real_server_starts_answers_and_stops_on_sigterm(built_index, tmp_path):
+    port = _free_port()
+    ragqa = Path(sys.executable).with_name("ragqa")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        [str(ragqa), "serve", "--index-dir", str(built_index.directory), "--port", str(port)]
+        + ["--feedback-dir", str(tmp_path / "fb")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        answer = httpx.post(f"{base}/ask", json={"question": QUESTION}, timeout=30).json()
+        assert "Jupiter" in answer["answers"][0]["text"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then ends by the signal it caught (the exit status of a SIGTERM).
+    assert proc.returncode in (0, -signal.SIGTERM), out
+    assert "Application shutdown complete" in out and "Traceback" not in out
+
+
+def test_serve_refuses_a_public_address_without_a_key(built_index, monkeypatch):
+    from click.testing import CliRunner
+
+    from rag_qa.cli import cli
+
+    monkeypatch.delenv("RAGQA_API_KEY", raising=False)
+    result = CliRunner().invoke(cli, ["serve", "--index-dir", str(built_index.directory), "--host", "0.0.0.0"])
+    assert result.exit_code != 0 and "RAGQA_API_KEY" in result.output and "Traceback" not in result.output
+
+
+def test_ask_does_not_import_the_web_framework(built_index):
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom rag_qa.cli import cli\n"
+        f"r = CliRunner().invoke(cli, ['ask', {QUESTION!r}, '--index-dir', {str(built_index.directory)!r}, '--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1")
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
