@@ -275,3 +275,27 @@ def test_ask_does_not_import_the_web_framework(built_index):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_new_index_generation_is_served_without_a_restart(corpus_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from rag_qa import Index
+    from rag_qa.service import app as app_module
+
+    monkeypatch.setattr(app_module._Service, "RELOAD_CHECK_S", 0.0)
+    docs = tmp_path / "docs"
+    shutil.copytree(corpus_dir, docs)
+    directory = tmp_path / "index"
+    Index.build([docs], directory, show_progress=False)
+    config = ServeConfig(index_dir=str(directory), feedback_dir=str(tmp_path / "fb"))
+    question = "What colour is the heron of Lake Orla?"
+    with TestClient(create_app(config)) as c:
+        _wait_ready(c)
+        before = c.post("/search", json={"query": "heron Lake Orla", "top_k": 1}).json()
+        assert not before or "Orla" not in before[0]["text"]
+        (docs / "birds.md").write_text("# Birds\n\nThe heron of Lake Orla is violet.\n", encoding="utf-8")
+        Index.build([docs], directory, show_progress=False)
+        data = c.post("/ask", json={"question": question, "no_answer_threshold": -1e9}).json()
+        assert "violet" in data["answers"][0]["text"]
+        assert c.get("/info").json()["reloads"] == 1

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import threading
+import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag_qa.errors import InputError, RagQAError
 from rag_qa.pipeline import AskResult, PreparedQuestion, RagQA, hit_dict, index_source_root
+from rag_qa.retrieval import storage
+from rag_qa.retrieval.index import Index
 from rag_qa.service.batching import MicroBatcher, QueueFull
 from rag_qa.service.feedback import FeedbackStore
 from rag_qa.service.schemas import AskRequest, AskResponse, FeedbackRequest, FeedbackResponse, SearchRequest
@@ -118,7 +121,15 @@ class _BodyTooBig(Exception):
 
 
 class _Service:
-    """What the app holds: the pipeline (loaded once), the reader's batcher and the feedback store."""
+    """What the app holds: the pipeline (loaded once), the reader's batcher and the feedback store.
+
+    When ``ragqa index`` swaps in a new generation (the manifest changes), the
+    next request loads it and later requests use it, with the same reader;
+    requests in flight finish on the old one, closed once they have had
+    ``request_timeout_s`` to do so.
+    """
+
+    RELOAD_CHECK_S = 1.0  # how often a request looks at the manifest
 
     def __init__(self, config: ServeConfig):
         self.config = config
@@ -128,6 +139,9 @@ class _Service:
         self.feedback = FeedbackStore(config.feedback_dir)
         self.ready = threading.Event()
         self.failed: str | None = None
+        self._reload_lock = threading.Lock()
+        self._checked_at = time.monotonic()
+        self.reloads = 0
 
     def warm_up(self) -> None:
         try:
@@ -135,7 +149,7 @@ class _Service:
             self.qa.reader.warm_up()
             self.qa.question_tokens("warm up")
             self.batcher = MicroBatcher(
-                self.qa.read_prepared,
+                lambda items: self.qa.read_prepared(items),
                 max_batch=self.config.batch_size,
                 max_wait_s=self.config.batch_wait_ms / 1000,
                 max_queue=self.config.queue_size,
@@ -145,6 +159,39 @@ class _Service:
         except RagQAError as exc:
             self.failed = str(exc)
             logger.error("the models could not be loaded: %s", exc)
+
+    def current(self) -> RagQA:
+        """The pipeline over the live generation of the index (reloaded when the manifest changed)."""
+        now = time.monotonic()
+        if now - self._checked_at < self.RELOAD_CHECK_S or not self._reload_lock.acquire(blocking=False):
+            return self.qa
+        try:
+            self._checked_at = now
+            old = self.qa
+            try:
+                live = storage.read_manifest(Path(self.config.index_dir))
+            except RagQAError as exc:  # a build in the middle of its swap, or a removed index: keep serving
+                logger.warning("the index manifest could not be read, serving the loaded index: %s", exc)
+                return old
+            if storage.manifest_sha256(live) == storage.manifest_sha256(old.index.manifest):
+                return old
+            try:
+                index = Index.load(self.config.index_dir, runtime=self.config.runtime).warm_up()
+            except RagQAError as exc:
+                logger.warning("the new index could not be loaded, serving the previous one: %s", exc)
+                return old
+            qa = RagQA(index, old.reader)
+            qa._question_tokenizer = old._question_tokenizer  # the same reader's tokenizer, already loaded
+            self.by_id = {p.passage_id: p for p in index.passages}
+            self.qa = qa
+            self.reloads += 1
+            logger.info("index reloaded: %d passages", len(index))
+            timer = threading.Timer(self.config.request_timeout_s, old.index.close)
+            timer.daemon = True
+            timer.start()
+            return qa
+        finally:
+            self._reload_lock.release()
 
     def close(self) -> None:
         if self.batcher is not None:
@@ -218,7 +265,7 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
 
     @app.get("/info", summary="What the index holds and how the service reads")
     def info() -> dict[str, Any]:
-        index_info = service.qa.index.info()
+        index_info = service.current().index.info()
         keep = ("ragqa_version", "format_version", "created_at", "documents", "passages", "vocabulary", "chunking")
         batcher = service.batcher
         return {
@@ -236,6 +283,7 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
                 "batches": batcher.batches if batcher else 0,
                 "questions": batcher.items if batcher else 0,
             },
+            "reloads": service.reloads,
         }
 
     @app.post(
@@ -249,7 +297,7 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
         busy = _not_ready()
         if busy is not None:
             return busy
-        prepared = service.qa.prepare(
+        prepared = service.current().prepare(
             body.question,
             top_k_passages=body.top_k,
             top_k_answers=body.answers,
@@ -270,7 +318,7 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
         busy = _not_ready()
         if busy is not None:
             return busy
-        index = service.qa.index
+        index = service.current().index
         hits = index.search(body.query, k=body.top_k, mode=body.mode, source=body.source)
         root = index_source_root(index)
         return JSONResponse([hit_dict(h, root) for h in hits])
@@ -278,6 +326,7 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
     @app.post("/feedback", response_model=FeedbackResponse, summary="Store the right answer to a question")
     def feedback(body: FeedbackRequest) -> FeedbackResponse:
         _check_question(body.question)
+        service.current()
         passage = service.by_id.get(body.passage_id)
         if passage is None:
             raise InputError(
