@@ -139,6 +139,7 @@ def test_api_key_is_required_when_set(serve_config, monkeypatch):
         while c.get("/health", headers=_wait_ready_with).status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert c.post("/ask", json={"question": QUESTION}, headers=_wait_ready_with).status_code == 200
+        assert c.get("/").status_code == 200  # the page loads; the calls it makes send the key
 
 
 def test_no_cors_unless_asked(serve_config):
@@ -299,3 +300,12 @@ def test_a_new_index_generation_is_served_without_a_restart(corpus_dir, tmp_path
         data = c.post("/ask", json={"question": question, "no_answer_threshold": -1e9}).json()
         assert "violet" in data["answers"][0]["text"]
         assert c.get("/info").json()["reloads"] == 1
+
+
+def test_the_web_page_is_served_offline(client):
+    response = client.get("/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert '<input id="question"' in page and "/ask" in page and "/feedback" in page
+    assert "http://" not in page and "https://" not in page  # no CDN: it works offline
+    assert "innerHTML" not in page  # document text is set as text, never parsed as HTML

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,7 +77,9 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if self.expected is not None:
+        # The web page itself holds no data (a browser cannot send the key to load it); what it calls needs the key.
+        page = scope["path"] == "/" and scope["method"] in ("GET", "HEAD")
+        if self.expected is not None and not page:
             given = headers.get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
                 response = _error(401, "missing or wrong API key: send the header 'Authorization: Bearer KEY'")
@@ -258,6 +260,13 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
         if not service.ready.is_set():
             return _error(503, "the models are still loading: retry in a few seconds", {"Retry-After": "2"})
         return None
+
+    page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    def index_page() -> HTMLResponse:
+        """The web page: ask, see each answer marked in its passage, correct it."""
+        return HTMLResponse(page)
 
     @app.get("/health", summary="200 once the models are loaded and warm, 503 before")
     def health() -> JSONResponse:
