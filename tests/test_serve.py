@@ -309,3 +309,29 @@ def test_the_web_page_is_served_offline(client):
     assert '<input id="question"' in page and "/ask" in page and "/feedback" in page
     assert "http://" not in page and "https://" not in page  # no CDN: it works offline
     assert "innerHTML" not in page  # document text is set as text, never parsed as HTML
+
+
+def test_a_full_queue_answers_503_with_retry_after(serve_config, monkeypatch):
+    from rag_qa.pipeline import RagQA as Pipeline
+
+    gate = threading.Event()
+    real = Pipeline.read_prepared
+    monkeypatch.setattr(Pipeline, "read_prepared", lambda self, items: (gate.wait(30), real(self, items))[1])
+    config = ServeConfig(**{**serve_config.__dict__, "queue_size": 1, "batch_size": 1})
+    with TestClient(create_app(config)) as c:
+        _wait_ready(c)
+        results = []
+        threads = [
+            threading.Thread(target=lambda: results.append(c.post("/ask", json={"question": QUESTION})))
+            for _ in range(2)
+        ]
+        for t in threads:  # one is read (held at the gate), one waits in the queue
+            t.start()
+            time.sleep(0.5)
+        refused = c.post("/ask", json={"question": QUESTION})
+        gate.set()
+        for t in threads:
+            t.join(30)
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "too many questions" in refused.json()["detail"]
+    assert [r.status_code for r in results] == [200, 200]
