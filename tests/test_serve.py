@@ -335,3 +335,35 @@ def test_a_full_queue_answers_503_with_retry_after(serve_config, monkeypatch):
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert "too many questions" in refused.json()["detail"]
     assert [r.status_code for r in results] == [200, 200]
+
+
+@pytest.mark.slow
+def test_train_reader_reads_the_feedback_folder(tmp_path, tiny_qa_base):
+    from click.testing import CliRunner
+
+    from rag_qa.cli import cli
+    from rag_qa.service.feedback import FeedbackStore
+    from rag_qa.types import Passage
+
+    names, colours = ["Anna", "Boris", "Chen", "Dara"], ["red", "blue", "green", "purple"]
+
+    def corrections(folder, n):
+        store = FeedbackStore(folder)
+        for i in range(n):
+            name, colour = names[i % 4], colours[(i // 4) % 4]
+            text = f"It rains here. {name} likes the colour {colour}. Today {i}."
+            passage = Passage(f"p{i}", f"d{i % 10}", f"docs/d{i % 10}.md", text, 0, len(text))
+            _, path = store.add(f"Which colour does {name} like?", passage, colour, text.index(colour))
+        store.add("Who painted the ceiling?", passage, None, None)
+        return path
+
+    corrections(tmp_path / "feedback", 40)
+    dev = corrections(tmp_path / "dev", 8)
+    out = tmp_path / "reader"
+    result = CliRunner().invoke(
+        cli,
+        ["train-reader", "--train", str(tmp_path / "feedback"), "--eval", str(dev), "--base", str(tiny_qa_base)]
+        + ["--out", str(out), "--max-steps", "2", "-q"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Reader saved to" in result.output and (out / "config.json").is_file()
