@@ -60,11 +60,15 @@ def test_a_fragment_standing_alone_or_scoring_best_is_an_answer():
 def test_a_long_span_does_not_gather_the_parts_around_the_best_span():
     # "the war in 1998 and after": the best span is 1998; the long span holds it and
     # many weaker parts, which must not lift it above 1998.
-    cands = [("1998", 9.0, 0, 11, 15), ("the war in 1998 and after", 8.5, 0, 0, 25)]
-    cands += [(f"part {i}", 7.5, 0, 0, 10 + i) for i in range(6)]  # all inside the long span
+    outer = "the war in 1998 and after"
+    cands = [("1998", 9.0, 0, 11, 15), (outer, 8.5, 0, 0, 25)]
+    cands += [(outer[: 10 + i], 7.5, 0, 0, 10 + i) for i in range(6)]  # all inside the long span
     answers, _ = ranked_texts(cands)
     assert answers[0][0] == "1998"
-    assert [t for t, _ in answers] == ["1998", "the war in 1998 and after"]
+    own = np.exp(8.5) / (np.exp(9.0) + np.exp(8.5) + 6 * np.exp(7.5) + np.exp(0.0))
+    assert dict(answers)[outer] == pytest.approx(own)  # it gained nothing from the spans inside it
+    kept = {t for t, _ in answers} - {"1998", outer}
+    assert kept == {"the war in", "the war in 1998"}  # whole words inside it are answers; word cuts are not
 
 
 def test_positions_must_match_the_candidates():

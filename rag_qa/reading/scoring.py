@@ -10,11 +10,18 @@ score of the question's windows) gives probabilities.
 Candidates are then merged into answers, their probabilities added, by two rules:
 
 - a candidate that lies inside a better-scoring candidate of the same passage
-  (it starts at or after that one's start and ends at or before its end) is a
-  part of that span, not an answer: it adds nothing to any answer. So a
-  fragment (``x-midi`` of ``audio/x-midi``) never collects, over many windows
+  (it starts at or after that one's start and ends at or before its end) and
+  cuts one of that span's words (a word: a run of characters between white
+  space) is a fragment of that span, not an answer: it adds nothing to any
+  answer. So ``x-midi`` of ``audio/x-midi`` never collects, over many windows
   and passages, more than the span it came from; where the fragment stands
-  alone, or scores better than every span around it, it is an answer;
+  alone, or scores better than every span around it, it is an answer. Whole
+  words inside a longer span (``the Dutch`` inside a sentence that ends
+  ``... by the Dutch``) stay answers of their own: merging them by text is
+  what lets the short, repeated answer beat a long span (end to end on 500
+  held-out SQuAD questions, top-10 hybrid: EM 43.6 when whole words too were
+  parts, 44.2 with this rule; on the gold passages of the 1,511 test-half
+  questions EM 49.90 / F1 67.56, against 49.83 / 67.48 merging by text alone);
 - the other candidates are merged by their normalised text (SQuAD's
   normalisation), across windows and passages; the same span proposed by
   two windows counts twice, with its best score deciding whether it is a part.
@@ -62,10 +69,19 @@ def relative_retriever_scores(scores: Sequence[float] | None, n: int) -> np.ndar
     return values / top if top > 0 else np.zeros(n)
 
 
-def parts(positions: Sequence[tuple[int, int, int]], order: np.ndarray) -> np.ndarray:
+def _cuts_a_word(outer: str, start: int, end: int) -> bool:
+    """Whether ``outer[start:end]`` begins or ends inside one of ``outer``'s
+    white-space separated words (``x-midi`` in ``audio/x-midi``)."""
+    return (start > 0 and not outer[start - 1].isspace()) or (end < len(outer) and not outer[end].isspace())
+
+
+def parts(
+    positions: Sequence[tuple[int, int, int]], order: np.ndarray, texts: Sequence[str] | None = None
+) -> np.ndarray:
     """Which candidates are parts of a better span: for each candidate, the
     first candidate in ``order`` (best first) whose span holds its span, a
-    different one, in the same passage; -1 where there is none.
+    different one, in the same passage, and (given ``texts``) cuts one of
+    that span's white-space separated words; -1 where there is none.
 
     ``positions[i]`` is candidate ``i``'s (passage, start, end); a span
     proposed more than once is judged by its best proposal.
@@ -88,9 +104,11 @@ def parts(positions: Sequence[tuple[int, int, int]], order: np.ndarray) -> np.nd
         holds = (
             (starts[None, :] <= starts[:, None]) & (ends[:, None] <= ends[None, :]) & (ranks[None, :] < ranks[:, None])
         )
-        best = np.where(holds, ranks[None, :], n).argmin(axis=1)
-        for a in np.flatnonzero(holds[np.arange(len(ids)), best]):
-            holder[int(ids[a])] = int(ids[best[a]])
+        for a in np.flatnonzero(holds.any(axis=1)):
+            for b in sorted(np.flatnonzero(holds[a]), key=lambda b: ranks[b]):
+                if texts is None or _cuts_a_word(texts[int(ids[b])], starts[a] - starts[b], ends[a] - starts[b]):
+                    holder[int(ids[a])] = int(ids[b])
+                    break
     return np.asarray([holder[first[tuple(pos[i])]] for i in range(n)], dtype=np.int64)
 
 
@@ -120,7 +138,7 @@ def rank_answers(
     scores = logits + retriever_weight * np.asarray(relative_retriever, dtype=np.float64)
     probs = softmax(list(scores) + [null_score], temperature)[:-1]
     order = np.lexsort((np.arange(logits.size), -scores))  # best first, ties in the given order
-    part_of = parts(positions, order) if positions is not None else np.full(logits.size, -1)
+    part_of = parts(positions, order, texts) if positions is not None else np.full(logits.size, -1)
     merged: dict[str, list] = {}  # answer -> [probability, best-scoring candidate]
     for i in order:
         if part_of[i] < 0:
