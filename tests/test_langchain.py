@@ -20,10 +20,15 @@ def test_retriever_returns_documents_with_source_and_offsets(built_index, corpus
 
 
 def test_offsets_recover_the_text_from_the_file(built_index, corpus_dir):
+    # plain text: offsets into the file; Markdown: into its extracted text, with the file's line
     retriever = RagQARetriever.from_index(built_index, k=1, mode="bm25")
-    (doc,) = retriever.invoke("manifest checksum")
-    text = (corpus_dir / "guide.md").read_text()
+    (doc,) = retriever.invoke("domesticated wolves")
+    text = (corpus_dir / "animals.txt").read_text()
     assert text[doc.metadata["start"] : doc.metadata["end"]] == doc.page_content
+    (doc,) = retriever.invoke("manifest checksum")
+    assert doc.metadata["source"].endswith("guide.md") and "# Installing" not in doc.page_content
+    lines = (corpus_dir / "guide.md").read_text().split("\n")
+    assert doc.page_content.split("\n")[0] in lines[doc.metadata["line"] - 1]
 
 
 def test_source_filter_is_passed_through(built_index):
