@@ -57,6 +57,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/peers.py --data $(DATA) --questions 300
 	$(BIN)/python bench/scaling.py --data $(DATA) --sizes 5000,20000 --out bench/results/scaling_quick.json
 	$(BIN)/python bench/real_docs.py
+	$(BIN)/python bench/pdf_extract.py
 	$(BIN)/python bench/report.py
 
 # What a reader training run on a lent GPU machine (no network, 64 MiB in, 16 MiB files out)

@@ -194,6 +194,29 @@ def _median_seconds(fn, repeat: int) -> float:
     return times[len(times) // 2]
 
 
+def table(rows: list[dict]) -> str:
+    """The results as a Markdown table, one row per file, library and raw or cleaned text."""
+    header = ["file", "library", "text", "ms/page", "word F1", "order", "broken", "running left"]
+    header += ["reference left", "paragraphs whole", "rows whole"]
+    body = [
+        [
+            r["file"],
+            r["library"],
+            "ragqa-cleaned" if r["cleaned"] else "raw",
+            f"{r['ms_per_page']:.2f}",
+            f"{r['word_f1']:.3f}",
+            f"{r['order']:.3f}",
+            r["broken"],
+            r["running_left"],
+            r["reference_left"],
+            r["paragraphs_whole"],
+            r["rows_whole"],
+        ]
+        for r in rows
+    ]
+    return markdown_table(header, body)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pdfs", type=Path, default=FIXTURES, help="folder of PDFs, each with its .json truth")
@@ -224,25 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
                 | score_clean(truth, text)
             )
 
-    header = ["file", "library", "text", "ms/page", "word F1", "order", "broken", "running left"]
-    header += ["reference left", "paragraphs whole", "rows whole"]
-    table = [
-        [
-            r["file"],
-            r["library"],
-            "ragqa-cleaned" if r["cleaned"] else "raw",
-            f"{r['ms_per_page']:.2f}",
-            f"{r['word_f1']:.3f}",
-            f"{r['order']:.3f}",
-            r["broken"],
-            r["running_left"],
-            r["reference_left"],
-            r["paragraphs_whole"],
-            r["rows_whole"],
-        ]
-        for r in rows
-    ]
-    print(markdown_table(header, table))
+    print(table(rows))
     result = {
         "machine": machine(),
         "command": command(__file__, argv),

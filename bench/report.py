@@ -268,6 +268,23 @@ def real_docs(r: dict) -> str:
     )
 
 
+def pdf_extract(r: dict) -> str:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import pdf_extract as pdf_extract_module
+
+    cmd = r.get("command", "python bench/pdf_extract.py")
+    return "\n".join(
+        [
+            f"`{cmd}` — PDF text extraction on generated manuals (tests/fixtures/pdf: a contents page, running "
+            "headers and footers, hyphenated line ends, two columns, a table, an index page), each library raw "
+            "and after ragqa's cleaning; word F1 and order against the text the PDF was made from, "
+            f"median of {r['repeat']} timed runs. {_machine(r['machine'])}.",
+            "",
+            pdf_extract_module.table(r["rows"]),
+        ]
+    )
+
+
 # (title, results file, script that writes it, renderer), in the README's order.
 TABLES = (
     ("BM25 and retrieval speed", "retrieval_speed", "retrieval_speed.py", retrieval_speed),
@@ -276,6 +293,7 @@ TABLES = (
     ("Scaling and memory", "scaling", "scaling.py", scaling),
     ("Scaling at `make bench` size", "scaling_quick", "scaling.py", lambda r: scaling(r, "scaling_quick")),
     ("Answers on real documents", "real_docs", "real_docs.py", real_docs),
+    ("PDF extraction", "pdf_extract", "pdf_extract.py", pdf_extract),
 )
 
 
