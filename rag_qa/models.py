@@ -64,6 +64,12 @@ def check_model_dir(path: str | Path, kind: str = "encoder") -> Path:
             else ""
         )
         raise ModelError(f"{kind} directory {path} has no safetensors weights{hint}")
+    for name, kind_of_module in _module_types(path):
+        if not kind_of_module.startswith(_OWN_MODULES):
+            raise ModelError(
+                f"{kind} directory {path}: module {name} is of type {kind_of_module!r}, not one of "
+                "sentence-transformers' own modules, and ragqa loads no other code from a model folder"
+            )
     for module in _module_folders(path):
         pickles = sorted(p.name for pattern in _PICKLES for p in module.glob(pattern))
         if pickles and not any(module.glob("*.safetensors")):
@@ -75,6 +81,41 @@ def check_model_dir(path: str | Path, kind: str = "encoder") -> Path:
 
 
 _PICKLES = ("*.bin", "*.pt", "*.pth", "*.pkl")
+
+
+_OWN_MODULES = "sentence_transformers."
+
+
+def _module_types(path: Path) -> list[tuple[str, str]]:
+    """``(name, type)`` of each module listed in a sentence-transformers directory's ``modules.json``."""
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model directory {path}: modules.json could not be read ({exc})") from exc
+    if not isinstance(modules, list):
+        raise ModelError(f"model directory {path}: modules.json is not a JSON list")
+    return [(str(m.get("name", m.get("path", "?"))), str(m.get("type", ""))) for m in modules if isinstance(m, dict)]
+
+
+def check_owned_model_dir(path: str | Path, fix: str) -> None:
+    """Refuse a model folder, or a file in it, that another user owns or anyone can write.
+
+    A folder named by an index, rather than by the user, is loaded only when no
+    one else could have put its files there (root's are trusted).
+    """
+    import os
+
+    if not hasattr(os, "geteuid"):  # pragma: no cover - no owners to check
+        return
+    path = Path(path)
+    for item in [path, *_identity_files(path)]:
+        info = item.lstat()
+        if info.st_uid not in (os.geteuid(), 0) or info.st_mode & 0o002:
+            raise ModelError(
+                f"model directory {path} is owned by another user or writable by anyone ({item.name}): {fix}"
+            )
 
 
 def _module_folders(path: Path) -> list[Path]:

@@ -77,3 +77,38 @@ def test_snippet_runs(file, line, language, code, workspace, monkeypatch):
     for args in commands:
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, f"{file}:{line}: ragqa {shlex.join(args)}\n{result.output}"
+
+
+def _guarantee_rows() -> list[tuple[str, list[str]]]:
+    """(guarantee, test references) of each row of README's "What ragqa guarantees" table."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("## What ragqa guarantees", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] not in ("guarantee", "---"):
+            rows.append((cells[0], re.findall(r"`([^`]+)`", cells[1])))
+    return rows
+
+
+def test_every_guarantee_names_tests_that_exist():
+    rows = _guarantee_rows()
+    assert len(rows) >= 20
+    for guarantee, refs in rows:
+        assert refs, f"no test named for: {guarantee}"
+        file = None
+        for ref in refs:
+            name = None
+            if "::" in ref:
+                file, name = ref.split("::")
+            elif ref.endswith(".py"):
+                file = ref
+            else:
+                name = ref  # a test of the file named before it in the row
+            assert file is not None, f"{ref} names no file: {guarantee}"
+            path = ROOT / file if file.startswith("bench/") else ROOT / "tests" / file
+            assert path.is_file(), f"{file} does not exist: {guarantee}"
+            if name is not None:
+                assert re.search(rf"^def {re.escape(name)}\(", path.read_text(encoding="utf-8"), re.MULTILINE), (
+                    f"{file} has no test {name}: {guarantee}"
+                )

@@ -315,3 +315,52 @@ def test_a_question_that_fills_the_window_is_a_one_line_error_through_the_python
     passage = " ".join(["The port is 8080."] * 100)  # several windows: the stride meets the question's length
     with pytest.raises(InputError, match="the question is too long"):
         Reader().read(" ".join(["word"] * 300), [passage])
+
+
+def test_an_encoder_module_of_a_foreign_type_is_refused_before_it_is_imported(tmp_path, tiny_encoder, monkeypatch):
+    import shutil
+
+    from rag_qa.errors import ModelError
+    from rag_qa.retrieval.encoder import Encoder
+
+    marker = tmp_path / "imported"
+    (tmp_path / "probe_module.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Probe:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = tmp_path / "encoder"
+    shutil.copytree(tiny_encoder, folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    modules.append({"idx": len(modules), "name": "2", "path": "", "type": "probe_module.Probe"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelError, match="module 2 is of type 'probe_module.Probe', not one of sentence-transformers'"):
+        Encoder(folder, runtime="torch").encode(["a question"])
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_an_encoder_folder_named_by_an_index_is_used_only_if_no_one_else_can_write_it(tmp_path, tiny_encoder):
+    import shutil
+
+    from rag_qa import Index
+    from rag_qa.errors import ModelError
+
+    folder = tmp_path / "encoder"
+    shutil.copytree(tiny_encoder, folder)
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    (corpus / "moons.txt").write_text("Io is the innermost of the four Galilean moons of Jupiter.\n")
+    directory = tmp_path / "index"
+    Index.build([corpus], directory, encoder=folder, show_progress=False)
+    # the index records the folder absolute, so it is found from any working directory
+    assert json.loads((directory / "manifest.json").read_text())["encoder"]["path"] == str(folder)
+    assert Index.load(directory).search("moons of Jupiter", k=1, mode="dense")
+
+    (folder / "model.safetensors").chmod(0o666)  # anyone could now swap the weights it loads
+    with pytest.raises(ModelError, match=r"writable by anyone \(model.safetensors\).*copy it to a folder of your own"):
+        Index.load(directory).search("moons of Jupiter", k=1, mode="dense")
+    if os.geteuid() == 0:  # another user's folder, which only root can make here
+        (folder / "model.safetensors").chmod(0o644)
+        os.chown(folder, 65534, 65534)
+        with pytest.raises(ModelError, match="owned by another user"):
+            Index.load(directory).search("moons of Jupiter", k=1, mode="dense")
+    # named by the user, not the index, the same folder is used
+    assert Index.load(directory, encoder=folder).search("moons of Jupiter", k=1, mode="dense")

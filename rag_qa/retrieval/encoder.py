@@ -58,7 +58,8 @@ class Encoder:
         self.is_default = path is None
         self.precision = precision
         self.runtime = runtime
-        self.path = check_model_dir(path if path is not None else default_encoder_path(), kind="encoder")
+        # absolute, so that an index records a folder it can find from any working directory
+        self.path = check_model_dir(path if path is not None else default_encoder_path(), kind="encoder").absolute()
         self.device = device
         self.batch_size = batch_size
         self._model = None

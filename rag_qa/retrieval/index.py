@@ -13,6 +13,7 @@ import numpy as np
 from rag_qa.choices import MODES
 from rag_qa.config import IndexConfig
 from rag_qa.errors import IndexCorruptError, InputError
+from rag_qa.models import check_model_dir, check_owned_model_dir
 from rag_qa.retrieval import storage
 from rag_qa.retrieval.bm25 import BM25Retriever
 from rag_qa.retrieval.hybrid import rank_fused, reciprocal_rank_fusion, weighted_fusion
@@ -150,6 +151,14 @@ class Index:
                 if self._encoder_path is not None
                 else (None if recorded.get("default") else recorded["path"])
             )
+            if path is not None and self._encoder_path is None:
+                # a folder named by the index, not by the user: anyone who can write the index chose it
+                check_model_dir(path, kind="encoder")
+                check_owned_model_dir(
+                    path,
+                    f"the index {self.directory} names it as its encoder; if you trust it, copy it to a folder of "
+                    "your own and run `ragqa index --encoder COPY`, or pass encoder=COPY to Index.load",
+                )
             encoder = Encoder(
                 path, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime
             )
