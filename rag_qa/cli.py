@@ -997,7 +997,10 @@ def serve_cmd(
     (pip install 'ragqa[serve]'). SIGTERM or Ctrl-C finishes the requests in
     flight, then stops.
     """
+    import dataclasses
     import ipaddress
+    import shutil
+    import tempfile
 
     from rag_qa.errors import InputError, require_extra
 
@@ -1025,13 +1028,19 @@ def serve_cmd(
         batch_wait_ms=batch_wait_ms,
         queue_size=queue_size,
         cors_origins=cors_origins,
+        workers=workers,
     )
     create_app(config)  # a missing or broken index fails here, in one line, before any worker starts
-    os.environ[CONFIG_ENV] = config_json(config)
+    ready_dir = tempfile.mkdtemp(prefix="ragqa-serve-ready-") if workers > 1 else None
+    os.environ[CONFIG_ENV] = config_json(dataclasses.replace(config, ready_dir=ready_dir))
     click.echo(f"ragqa serving {index_dir} on http://{host}:{port} (API docs at /docs)", err=True)
-    uvicorn.run(
-        "rag_qa.service.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info"
-    )
+    try:
+        uvicorn.run(
+            "rag_qa.service.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info"
+        )
+    finally:
+        if ready_dir is not None:
+            shutil.rmtree(ready_dir, ignore_errors=True)
 
 
 def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:

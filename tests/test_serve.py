@@ -1,5 +1,7 @@
 """`ragqa serve`: the HTTP API through FastAPI's TestClient and through a real uvicorn process."""
 
+import http.client
+import io
 import json
 import os
 import signal
@@ -221,37 +223,192 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_real_server_starts_answers_and_stops_on_sigterm(built_index, tmp_path):
+def _start_server(index_dir, feedback_dir, *options, env=None):
+    """A `ragqa serve` process on a free loopback port: ``(process, port)``."""
     port = _free_port()
     ragqa = Path(sys.executable).with_name("ragqa")
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(
-        [str(ragqa), "serve", "--index-dir", str(built_index.directory), "--port", str(port)]
-        + ["--feedback-dir", str(tmp_path / "fb")],
+        [str(ragqa), "serve", "--index-dir", str(index_dir), "--port", str(port), "--feedback-dir", str(feedback_dir)]
+        + list(options),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=env,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", **(env or {})),
         text=True,
     )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        answer = httpx.post(f"{base}/ask", json={"question": QUESTION}, timeout=30).json()
-        assert "Jupiter" in answer["answers"][0]["text"]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+    return proc, port
+
+
+def _wait_healthy(proc, port, timeout=120.0) -> list[tuple[int, str]]:
+    """Poll /health until it is 200; the (status, detail) of each answer before."""
+    before = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            if response.status_code == 200:
+                return before
+            before.append((response.status_code, response.json()["detail"]))
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"not healthy after {timeout}s")
+
+
+def _stop(proc) -> str:
+    """SIGTERM, then the log once the process has exited cleanly."""
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
     # uvicorn shuts down gracefully, then ends by the signal it caught (the exit status of a SIGTERM).
     assert proc.returncode in (0, -signal.SIGTERM), out
-    assert "Application shutdown complete" in out and "Traceback" not in out
+    assert "Application shutdown complete" in out and "Traceback" not in out, out
+    return out
+
+
+def test_a_real_server_starts_answers_and_stops_on_sigterm(built_index, tmp_path):
+    proc, port = _start_server(built_index.directory, tmp_path / "fb")
+    try:
+        _wait_healthy(proc, port)
+        answer = httpx.post(f"http://127.0.0.1:{port}/ask", json={"question": QUESTION}, timeout=30).json()
+        assert "Jupiter" in answer["answers"][0]["text"]
+    finally:
+        _stop(proc)
+
+
+def _held_request(port: int, path: str, body: dict) -> tuple[socket.socket, bytes]:
+    """A POST whose headers the server has taken: it answered ``100 Continue`` and waits for the body."""
+    data = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\nExpect: 100-continue\r\n\r\n".encode()
+    )
+    seen = b""
+    while b"\r\n\r\n" not in seen:
+        chunk = sock.recv(1024)
+        assert chunk, f"the server closed the connection: {seen!r}"
+        seen += chunk
+    assert seen.startswith(b"HTTP/1.1 100"), seen
+    return sock, data
+
+
+def _finish(sock: socket.socket, data: bytes) -> tuple[int, dict | str]:
+    """Send the held request's body; its status and JSON (or text) once the server has answered and closed."""
+    sock.sendall(data)
+    raw = b""
+    while chunk := sock.recv(65536):
+        raw += chunk
+    sock.close()
+    if not raw:
+        return 0, "the connection was closed without an answer"
+    response = http.client.HTTPResponse(_Received(raw))
+    response.begin()
+    body = response.read().decode()
+    return response.status, json.loads(body) if response.status == 200 else body
+
+
+class _Received:
+    """Bytes read from a socket, as http.client reads a response from one."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def makefile(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+
+def test_sigterm_answers_the_requests_in_flight_and_keeps_their_feedback(built_index, tmp_path):
+    proc, port = _start_server(built_index.directory, tmp_path / "fb", "--batch-size", "2")
+    try:
+        _wait_healthy(proc, port)
+        base = f"http://127.0.0.1:{port}"
+        passage = httpx.post(f"{base}/ask", json={"question": QUESTION, "passages": True}, timeout=30).json()
+        passage = passage["passages"][0]
+        posted = httpx.post(
+            f"{base}/feedback",
+            json={"question": "Which planet is largest?", "passage_id": passage["id"], "answer": None},
+            timeout=30,
+        )
+        assert posted.status_code == 200
+        questions = [QUESTION, "What is the capital of France?", "Which planet is largest?", "How are passages stored?"]
+        held = [_held_request(port, "/ask", {"question": q, "top_k": 20}) for q in questions]
+        at = passage["text"].index("Jupiter")
+        held_feedback = _held_request(
+            port,
+            "/feedback",
+            {"question": QUESTION, "passage_id": passage["id"], "answer": "Jupiter", "answer_start": at},
+        )
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # shutting down: no new connections
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except ConnectionRefusedError:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the server still accepts connections 30 s after SIGTERM")
+        answered = [_finish(sock, data) for sock, data in held]
+        stored = _finish(*held_feedback)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert [status for status, _ in answered] == [200] * len(questions), answered
+    assert [a["question"] for _, a in answered] == questions
+    assert "Jupiter" in answered[0][1]["answers"][0]["text"]
+    assert stored[0] == 200, stored
+    assert proc.returncode in (0, -signal.SIGTERM), out
+    assert "Waiting for connections to close" in out and "Application shutdown complete" in out, out
+    assert "Traceback" not in out, out
+    examples = {e.question: e for e in read_squad(tmp_path / "fb")}  # on disk after the exit, for train-reader
+    assert examples[QUESTION].answer_texts == ("Jupiter",) and examples["Which planet is largest?"].is_impossible
+
+
+def test_several_workers_are_healthy_only_once_each_is_warm(built_index, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc, port = _start_server(built_index.directory, tmp_path / "fb", "--workers", "2", env={"TMPDIR": str(tmp)})
+    try:
+        before = _wait_healthy(proc, port)
+        assert all(status == 503 for status, _ in before), before
+        # Each worker marks itself warm in a folder `ragqa serve` made: both have, once /health says 200.
+        (ready,) = tmp.glob("ragqa-serve-ready-*")
+        assert len(list(ready.iterdir())) == 2
+        for _ in range(8):  # a new connection each time: either worker may take it
+            response = httpx.post(f"http://127.0.0.1:{port}/ask", json={"question": QUESTION}, timeout=60)
+            assert response.status_code == 200, response.text
+            assert "Jupiter" in response.json()["answers"][0]["text"]
+    finally:
+        out = _stop(proc)
+    assert out.count("Application shutdown complete") == 2 and "Stopping parent process" in out, out
+    assert not list(tmp.glob("ragqa-serve-ready-*"))  # nothing left behind
+
+
+def test_health_counts_the_warm_workers(serve_config, tmp_path):
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    config = ServeConfig(**{**serve_config.__dict__, "workers": 2, "ready_dir": str(ready)})
+    with TestClient(create_app(config)) as c:
+        deadline = time.monotonic() + 120
+        while not (ready / str(os.getpid())).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        response = c.get("/health")
+        assert response.status_code == 503 and response.headers["retry-after"]
+        assert response.json()["detail"].startswith("1 of 2 workers have their models warm")
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        (ready / gone.stdout.strip()).touch()  # a worker that was killed leaves its file behind
+        assert c.get("/health").status_code == 503
+        sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            (ready / str(sibling.pid)).touch()
+            assert c.get("/health").json() == {"status": "ok"}
+            assert c.post("/ask", json={"question": QUESTION}).status_code == 200
+        finally:
+            sibling.kill()
+            sibling.wait()
+    assert not (ready / str(os.getpid())).exists()  # a worker that stops takes its mark away
 
 
 def test_serve_refuses_a_public_address_without_a_key(built_index, monkeypatch):

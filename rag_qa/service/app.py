@@ -48,6 +48,10 @@ class ServeConfig:
     queue_size: int = 64
     request_timeout_s: float = 60.0
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    # With several worker processes, each marks itself warm in ``ready_dir`` (a file named by its pid), and
+    # /health is 200 only once ``workers`` of them are: any worker may answer the next request.
+    workers: int = 1
+    ready_dir: str | None = None
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or None
@@ -157,10 +161,26 @@ class _Service:
                 max_queue=self.config.queue_size,
             )
             self.ready.set()
+            if self.config.ready_dir:
+                self._marker().touch()
             logger.info("models warm: ready")
         except RagQAError as exc:
             self.failed = str(exc)
             logger.error("the models could not be loaded: %s", exc)
+
+    def _marker(self) -> Path:
+        return Path(self.config.ready_dir) / str(os.getpid())
+
+    def warm_workers(self) -> int:
+        """How many worker processes of the service have their models warm, this one included."""
+        if not self.config.ready_dir:
+            return int(self.ready.is_set())
+        try:
+            pids = [int(p.name) for p in Path(self.config.ready_dir).iterdir() if p.name.isdigit()]
+        except OSError as exc:
+            logger.warning("the workers' ready folder could not be read, counting this worker only: %s", exc)
+            return int(self.ready.is_set())
+        return sum(_alive(pid) for pid in pids)
 
     def current(self) -> RagQA:
         """The pipeline over the live generation of the index (reloaded when the manifest changed)."""
@@ -196,8 +216,21 @@ class _Service:
             self._reload_lock.release()
 
     def close(self) -> None:
+        if self.config.ready_dir:
+            self._marker().unlink(missing_ok=True)
         if self.batcher is not None:
             self.batcher.close()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a worker that was killed leaves its ready file behind)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> FastAPI:
@@ -268,9 +301,20 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
         """The web page: ask, see each answer marked in its passage, correct it."""
         return HTMLResponse(page)
 
-    @app.get("/health", summary="200 once the models are loaded and warm, 503 before")
+    @app.get("/health", summary="200 once the models are loaded and warm (in every worker), 503 before")
     def health() -> JSONResponse:
-        return _not_ready() or JSONResponse({"status": "ok"})
+        busy = _not_ready()
+        if busy is not None:
+            return busy
+        if config.workers > 1:
+            warm = service.warm_workers()
+            if warm < config.workers:
+                return _error(
+                    503,
+                    f"{warm} of {config.workers} workers have their models warm: retry in a few seconds",
+                    {"Retry-After": "2"},
+                )
+        return JSONResponse({"status": "ok"})
 
     @app.get("/info", summary="What the index holds and how the service reads")
     def info() -> dict[str, Any]:

@@ -16,7 +16,7 @@ R = TypeVar("R")
 
 
 class QueueFull(Exception):
-    """The queue of waiting questions is full: the caller should retry later."""
+    """The queue of waiting questions is full (or the batcher is closing): the caller should retry later."""
 
 
 class MicroBatcher(Generic[T, R]):
@@ -42,6 +42,7 @@ class MicroBatcher(Generic[T, R]):
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self._queue: queue.Queue[tuple[T, Future] | None] = queue.Queue(maxsize=max_queue)
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="ragqa-reader-batches", daemon=True)
         self._thread.start()
         self.batches = 0  # how many batches ran, and how many items they held (for /info)
@@ -49,6 +50,8 @@ class MicroBatcher(Generic[T, R]):
 
     def submit(self, item: T) -> Future:
         """Queue ``item``; the future holds its result (or the batch's error)."""
+        if self._closed:  # nothing would read it: the worker stops after the items already queued
+            raise QueueFull
         future: Future = Future()
         try:
             self._queue.put_nowait((item, future))
@@ -57,7 +60,8 @@ class MicroBatcher(Generic[T, R]):
         return future
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish the items already queued, then stop the worker."""
+        """Finish the items already queued, then stop the worker; later :meth:`submit` calls raise QueueFull."""
+        self._closed = True
         self._queue.put(None)
         self._thread.join(timeout)
 
