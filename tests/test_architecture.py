@@ -24,7 +24,8 @@ LAYERS = [
     ["evaluation"],
     ["training"],
     ["service"],
-    ["cli", "__main__"],
+    ["cli"],
+    ["__main__"],
 ]
 RANK = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 

@@ -93,12 +93,13 @@ def train_encoder(
         SentenceTransformerTrainingArguments,
     )
     from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import EarlyStoppingCallback
 
     from rag_qa.models import base_model_path, check_model_dir
     from rag_qa.runtime import trainer_precision_flags
+    from rag_qa.training.distributed import ddp_arguments, is_main_process, quiet_other_processes, world_size
 
+    quiet_other_processes()
     out_dir = Path(out_dir)
     base = check_model_dir(config.base or base_model_path(), kind="encoder")
     # The split seed is fixed so that `ragqa eval --held-out` scores exactly these queries.
@@ -162,12 +163,13 @@ def train_encoder(
         disable_tqdm=not show_progress,
         use_cpu=not torch.cuda.is_available(),
         **trainer_precision_flags(config.precision),
+        **ddp_arguments(unused_parameters=True),
     )
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
-        loss=MultipleNegativesRankingLoss(model),
+        loss=ranking_loss(model, world_size()),
         evaluator=evaluator,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=3)] if evaluator else [],
     )
@@ -177,8 +179,6 @@ def train_encoder(
     if config.lora:
         model = _merge_lora(model)
     after = evaluator(model) if evaluator else {}
-    model.save(str(out_dir))
-    (out_dir / "training_args.bin").unlink(missing_ok=True)
     results = {
         "train_source": str(train_source),
         "train_pairs": len(pairs.train),
@@ -190,9 +190,22 @@ def train_encoder(
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "config": config.to_dict(),
         "base": str(base),
+        "processes": world_size(),
     }
-    (out_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if is_main_process():
+        model.save(str(out_dir))
+        (out_dir / "training_args.bin").unlink(missing_ok=True)
+        (out_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def ranking_loss(model, processes: int = 1):
+    """MultipleNegativesRankingLoss; with several processes, each question is scored against the
+    passages of every process's share of the batch (gathered, with their gradients), so the
+    in-batch negatives are those of the whole batch, as in one process."""
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    return MultipleNegativesRankingLoss(model, gather_across_devices=processes > 1)
 
 
 def _merge_lora(model):

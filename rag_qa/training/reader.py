@@ -254,7 +254,9 @@ def train_reader(
 
     from rag_qa.models import base_model_path, check_model_dir
     from rag_qa.runtime import trainer_precision_flags
+    from rag_qa.training.distributed import ddp_arguments, is_main_process, quiet_other_processes
 
+    quiet_other_processes()
     set_seed(config.seed)
     out_dir = Path(out_dir)
     base = check_model_dir(config.base or base_model_path(), kind="base model")
@@ -355,6 +357,7 @@ def train_reader(
         use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         **trainer_precision_flags(config.precision),
+        **ddp_arguments(),
     )
     stop = _StopOnSignal()
     trainer = SquadTrainer(
@@ -386,9 +389,7 @@ def train_reader(
     final = trainer.evaluate()
 
     model.to(torch.float32)
-    trainer.save_model(str(out_dir))
-    # The Trainer also pickles its arguments there; a model directory holds no pickle.
-    (out_dir / "training_args.bin").unlink(missing_ok=True)
+    trainer.save_model(str(out_dir))  # by the first process only
     results = {
         "exact_match": final["eval_exact_match"],
         "f1": final["eval_f1"],
@@ -405,9 +406,13 @@ def train_reader(
         "config": config.to_dict(),
         "base": str(base),
         "log_history": trainer.state.log_history,
+        "processes": args.world_size,
     }
-    (out_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_model_card(out_dir, results, train_path)
+    if is_main_process():
+        # The Trainer also pickles its arguments there; a model directory holds no pickle.
+        (out_dir / "training_args.bin").unlink(missing_ok=True)
+        (out_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_model_card(out_dir, results, train_path)
     return results
 
 
