@@ -49,7 +49,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(INSTALL) -e ".[test,bench]"
 	@touch $@
 
-# Every benchmark, sized to about 20 minutes on a 2-core CPU; then the README tables. The full
+# Every benchmark, sized to about 35 minutes on a 2-core CPU (serve_load ~15 of them); then the README tables. The full
 # scaling curve (10k/50k/200k passages, ~1 h here) is `python bench/scaling.py --data $(DATA)`.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/retrieval_speed.py --data $(DATA) --max-passages 12000
@@ -58,6 +58,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/scaling.py --data $(DATA) --sizes 5000,20000 --out bench/results/scaling_quick.json
 	$(BIN)/python bench/real_docs.py
 	$(BIN)/python bench/pdf_extract.py
+	$(BIN)/python bench/serve_load.py --data $(DATA)
 	$(BIN)/python bench/report.py
 
 # What a reader training run on a lent GPU machine (no network, 64 MiB in, 16 MiB files out)

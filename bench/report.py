@@ -285,6 +285,35 @@ def pdf_extract(r: dict) -> str:
     )
 
 
+def serve_load(r: dict) -> str:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import serve_load as serve_load_module
+
+    c, s = r["corpus"], r["settings"]
+    cmd = r.get("command", "python bench/serve_load.py --data ../shared/data")
+    ratio = r.get("batched_over_one_at_a_time")
+    clean = all(m["clean_exit"] for m in r["modes"])
+    return "\n".join(
+        [
+            f"`{cmd}` — a real `ragqa serve` process per mode ({r['modes'][0]['reader']}, "
+            + ("the default runtime" if not s.get("runtime") else f"`--runtime {s['runtime']}`")
+            + f") over "
+            f"{c['passages']:,} passages of held-out SQuAD articles; `POST /ask` at top-{s['top_k']} from "
+            f"{s['clients']} concurrent clients over loopback on the same machine, the held-out questions in turn, "
+            f"after one untimed round. {_machine(r['machine'])}.",
+            "",
+            serve_load_module.table(r),
+            "",
+            (f"Batched over one at a time: {ratio:.2f}x the requests/s. " if ratio else "")
+            + (
+                "Each server exited cleanly on SIGTERM."
+                if clean
+                else "A server did not stop cleanly on SIGTERM (see the results file)."
+            ),
+        ]
+    )
+
+
 # (title, results file, script that writes it, renderer), in the README's order.
 TABLES = (
     ("BM25 and retrieval speed", "retrieval_speed", "retrieval_speed.py", retrieval_speed),
@@ -294,6 +323,7 @@ TABLES = (
     ("Scaling at `make bench` size", "scaling_quick", "scaling.py", lambda r: scaling(r, "scaling_quick")),
     ("Answers on real documents", "real_docs", "real_docs.py", real_docs),
     ("PDF extraction", "pdf_extract", "pdf_extract.py", pdf_extract),
+    ("`ragqa serve` under load", "serve_load", "serve_load.py", serve_load),
 )
 
 
