@@ -4,7 +4,7 @@ Indexes the user guide (docs/) into a temporary folder, starts `ragqa serve` ove
 question in Debian's headless Chromium (packages chromium and chromium-driver, driven through
 Selenium and the system chromedriver; nothing is downloaded) and saves the page as a PNG:
 
-    .venv/bin/python docs/images/make_serve_screenshot.py [--out docs/images/serve.png]
+    .venv/bin/python tests/serve_screenshot.py [--out docs/images/serve.png]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How many words does a passage have by default?"
 
 
