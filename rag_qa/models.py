@@ -110,7 +110,8 @@ def check_owned_model_dir(path: str | Path, fix: str) -> None:
     if not hasattr(os, "geteuid"):  # pragma: no cover - no owners to check
         return
     path = Path(path)
-    for item in [path, *_identity_files(path)]:
+    folders = [f for f in path.rglob("*") if f.is_dir() and not f.name.startswith((".", "checkpoint-"))]
+    for item in [path, *folders, *_identity_files(path)]:
         info = item.lstat()
         if info.st_uid not in (os.geteuid(), 0) or info.st_mode & 0o002:
             raise ModelError(

@@ -79,13 +79,14 @@ def test_terminal_escapes_from_documents_and_names_never_reach_the_terminal(tmp_
     (docs / "vault.txt").write_text(hostile)
     (docs / "two\nlines.txt").write_text("A name with a line break \x9b31m inside.")
     (docs / "plain.txt").write_text("Nothing to see in this plain file.")
+    (docs / "\x1b[2Jempty.txt").write_text("")  # skipped with a warning that names it
     index = tmp_path / "index"
-    built = CliRunner().invoke(cli, ["-q", "index", str(docs), "--index-dir", str(index)])
+    built = CliRunner().invoke(cli, ["index", str(docs), "--index-dir", str(index)])
     assert built.exit_code == 0, built.output
-    outputs = [
-        CliRunner().invoke(cli, ["search", "vault code name line break", "--index-dir", str(index), "-k", "3"]).output,
-        CliRunner()
-        .invoke(
+    assert "\\x1b[2Jempty.txt" in built.output, built.output
+    results = [
+        CliRunner().invoke(cli, ["search", "vault code name line break", "--index-dir", str(index), "-k", "3"]),
+        CliRunner().invoke(
             cli,
             [
                 "ask",
@@ -101,12 +102,14 @@ def test_terminal_escapes_from_documents_and_names_never_reach_the_terminal(tmp_
                 "--runtime",
                 "torch",
             ],
-        )
-        .output,
+        ),
     ]
+    assert [r.exit_code for r in results] == [0, 0], [r.output for r in results]
+    outputs = [built.output] + [r.output for r in results]
     for out in outputs:
         assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out, repr(out)
-    assert "two\\nlines.txt" in outputs[0]
+    assert "two\\nlines.txt" in outputs[1]
+    assert "\\x1b]0;owned\\x07" in outputs[1] and "\\x9b31m" in outputs[1]  # shown, not obeyed
     hits = json.loads(
         CliRunner().invoke(cli, ["search", "vault code", "--index-dir", str(index), "--json", "--mode", "bm25"]).output
     )
@@ -131,12 +134,13 @@ def test_the_manifest_carries_its_own_checksum_and_names_files_only_inside_the_i
     path.write_text(original.replace('"bm25_weight": 0.5', '"bm25_weight": 0.9'))
     with pytest.raises(IndexCorruptError, match="fails its own checksum"):
         Index.load(directory)
-    manifest = json.loads(original)
-    manifest["files"]["../../../etc/hostname"] = {"sha256": "0" * 64, "bytes": 1}
-    manifest["sha256"] = storage.manifest_sha256(manifest)
-    path.write_text(json.dumps(manifest))
-    with pytest.raises(IndexCorruptError, match="outside its data folder"):
-        Index.load(directory)
+    for outside in ("../../../etc/hostname", "/etc/hostname"):
+        crafted = json.loads(original)
+        crafted["files"][outside] = {"sha256": "0" * 64, "bytes": 1}
+        crafted["sha256"] = storage.manifest_sha256(crafted)
+        path.write_text(json.dumps(crafted))
+        with pytest.raises(IndexCorruptError, match="outside its data folder"):
+            Index.load(directory)
 
 
 @pytest.mark.slow
@@ -191,6 +195,7 @@ def test_an_encoder_module_with_pickled_weights_only_is_refused(tmp_path, tiny_e
 @pytest.mark.slow
 def test_a_loaded_index_keeps_answering_after_two_rebuilds(tmp_path, write_corpus):
     from rag_qa import Index
+    from rag_qa.retrieval import storage
 
     docs = write_corpus(tmp_path / "docs")
     loaded = Index.build([docs], tmp_path / "index", show_progress=False)
@@ -199,9 +204,17 @@ def test_a_loaded_index_keeps_answering_after_two_rebuilds(tmp_path, write_corpu
         (docs / f"new{i}.txt").write_text(f"Extra note number {i} about comets and their tails.")
         Index.build([docs], tmp_path / "index", show_progress=False)
     assert len(list((tmp_path / "index").glob("gen-*"))) <= 2  # the loaded one and the newest: none in between
+    generation = storage.data_dir(loaded.directory, loaded.manifest)
+    assert generation.is_dir()  # held while loaded
     hits = loaded.search("Which planet is the largest?", k=3, mode="dense")
     assert len(hits) == 3 and {h.passage.passage_id for h in hits} <= {p.passage_id for p in loaded.passages}
     assert "Jupiter" in hits[0].passage.text
+    # and opened at load: a loaded index answers even once its files are gone from disk
+    again = Index.load(tmp_path / "index")
+    import shutil
+
+    shutil.rmtree(storage.data_dir(again.directory, again.manifest))
+    assert "Jupiter" in again.search("Which planet is the largest?", k=3, mode="dense")[0].passage.text
 
 
 def test_a_bit_flipped_onnx_export_is_detected_and_exported_again(tiny_qa_base, tmp_path, monkeypatch, caplog):
@@ -292,7 +305,7 @@ def test_hostile_html_is_skipped_with_a_warning_and_the_rest_indexed(tmp_path, m
     assert Index.load(tmp_path / "index").search("ferry noon", mode="bm25")
 
 
-def test_a_faiss_file_that_claims_more_vectors_than_it_holds_is_named(tmp_path, write_corpus):
+def test_a_faiss_file_that_disagrees_with_its_size_or_its_embeddings_is_named(tmp_path, write_corpus):
     import numpy as np
 
     from rag_qa.config import DenseConfig
@@ -305,6 +318,11 @@ def test_a_faiss_file_that_claims_more_vectors_than_it_holds_is_named(tmp_path, 
     raw[8:16] = (2**34).to_bytes(8, "little")  # the header's vector count
     (tmp_path / "dense.faiss").write_bytes(bytes(raw[:93]))
     with pytest.raises(IndexCorruptError, match="dense.faiss"):
+        DenseRetriever.load(tmp_path, DenseConfig())
+    # a whole, readable FAISS file that disagrees with the embeddings beside it
+    DenseRetriever(build_faiss(vectors, DenseConfig()), vectors, DenseConfig()).save(tmp_path)
+    np.save(tmp_path / "embeddings.npy", vectors[:3])
+    with pytest.raises(IndexCorruptError, match="holds 4 vectors"):
         DenseRetriever.load(tmp_path, DenseConfig())
 
 
@@ -357,6 +375,11 @@ def test_an_encoder_folder_named_by_an_index_is_used_only_if_no_one_else_can_wri
     (folder / "model.safetensors").chmod(0o666)  # anyone could now swap the weights it loads
     with pytest.raises(ModelError, match=r"writable by anyone \(model.safetensors\).*copy it to a folder of your own"):
         Index.load(directory).search("moons of Jupiter", k=1, mode="dense")
+    (folder / "model.safetensors").chmod(0o644)
+    (folder / "1_Pooling").chmod(0o777)  # the folders inside too
+    with pytest.raises(ModelError, match=r"writable by anyone \(1_Pooling\)"):
+        Index.load(directory).search("moons of Jupiter", k=1, mode="dense")
+    (folder / "1_Pooling").chmod(0o755)
     if os.geteuid() == 0:  # another user's folder, which only root can make here
         (folder / "model.safetensors").chmod(0o644)
         os.chown(folder, 65534, 65534)
@@ -364,3 +387,69 @@ def test_an_encoder_folder_named_by_an_index_is_used_only_if_no_one_else_can_wri
             Index.load(directory).search("moons of Jupiter", k=1, mode="dense")
     # named by the user, not the index, the same folder is used
     assert Index.load(directory, encoder=folder).search("moons of Jupiter", k=1, mode="dense")
+
+
+def test_the_onnx_cache_is_made_private_and_never_written_through_a_link(tiny_qa_base, tmp_path, monkeypatch):
+    from rag_qa.errors import ModelError
+    from rag_qa.models import weights_sha256
+    from rag_qa.runtime import onnx_file
+
+    cache = tmp_path / "home" / "cache"
+    monkeypatch.setenv("RAGQA_CACHE_DIR", str(cache))
+    sha = weights_sha256(tiny_qa_base)
+    umask = os.umask(0o002)  # a common default, which leaves new folders group-writable
+    try:
+        path = onnx_file(tiny_qa_base, "reader", sha)
+    finally:
+        os.umask(umask)
+    for folder in (tmp_path / "home", cache, cache / "onnx", path.parent):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    # a link planted where the export goes is replaced, and what it pointed to is left alone
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    path.unlink()
+    path.symlink_to(victim)
+    again = onnx_file(tiny_qa_base, "reader", sha)
+    assert victim.read_text() == "keep me" and not again.is_symlink() and again.stat().st_size > 1000
+    (cache / "onnx").chmod(0o777)
+    with pytest.raises(ModelError, match="writable by others: set RAGQA_CACHE_DIR"):
+        onnx_file(tiny_qa_base, "reader", sha)
+
+
+def test_dependency_floors_leave_out_releases_with_known_vulnerabilities():
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import tomllib
+    from packaging.version import Version
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    floors = dict(re.match(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", d).groups() for d in project["dependencies"])
+    for name, safe in {"torch": "2.6", "filelock": "3.20.1"}.items():  # CVE-2025-32434, CVE-2025-68146
+        assert Version(floors[name]) >= Version(safe), name
+        assert Version(version(name).split("+")[0]) >= Version(safe), name  # and what is installed
+
+
+def test_the_documented_limits_are_the_defaults():
+    """The numbers the README's guarantees give are the ones a default install uses."""
+    from rag_qa.config import IndexConfig
+    from rag_qa.reading.reader import ReaderConfig
+    from rag_qa.retrieval.builder import PRUNE_FREELY
+    from rag_qa.text import MAX_WORD_CHARS
+
+    config = IndexConfig()
+    assert (config.parse_seconds, config.parse_memory_mb, config.max_pages, config.max_chars) == (
+        60.0,
+        2048,
+        5000,
+        5_000_000,
+    )
+    assert MAX_WORD_CHARS == 40 and ReaderConfig().max_windows_per_passage == 8 and PRUNE_FREELY == 3
+
+
+def test_a_mistyped_option_is_a_usage_error_with_exit_code_2(tmp_path):
+    for args in (["ask", "a question", "--mode", "foo"], ["search", "a query", "-k", "0"], ["ask", "q", "--colour"]):
+        result = CliRunner().invoke(cli, [*args, "--index-dir", str(tmp_path)])
+        assert result.exit_code == 2, (args, result.output)
+        assert "Usage:" in result.output and "Traceback" not in result.output

@@ -111,7 +111,11 @@ def test_failed_build_leaves_the_old_index_untouched(tmp_path, monkeypatch, writ
     directory = tmp_path / "index"
     build_index([docs], directory, show_progress=False)
     before = Index.load(directory).search("largest planet", k=3)
-    manifest_before = (directory / "manifest.json").read_bytes()
+
+    def files():
+        return {p.relative_to(directory): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+    files_before = files()
 
     (docs / "extra.txt").write_text("More text that triggers a rebuild.")
     from rag_qa.retrieval.dense import DenseRetriever
@@ -122,7 +126,7 @@ def test_failed_build_leaves_the_old_index_untouched(tmp_path, monkeypatch, writ
     monkeypatch.setattr(DenseRetriever, "save", fail)
     with pytest.raises(OSError, match="No space left"):
         build_index([docs], directory, show_progress=False)
-    assert (directory / "manifest.json").read_bytes() == manifest_before
+    assert files() == files_before  # byte for byte, and no file added (no temporary left behind)
     assert not list(directory.glob(".tmp-*"))
     assert Index.load(directory).search("largest planet", k=3) == before
 

@@ -23,7 +23,11 @@ def test_identity_covers_configs_but_not_model_cards(tiny_encoder, tmp_path):
     config = json.loads(pooling.read_text())
     config["pooling_mode_mean_tokens"], config["pooling_mode_cls_token"] = False, True
     pooling.write_text(json.dumps(config))
-    assert weights_sha256(copy) != before
+    changed = weights_sha256(copy)
+    assert changed != before
+    with (copy / "vocab.txt").open("a") as vocab:  # another tokenizer: the same ids mean other words
+        vocab.write("newword\n")
+    assert weights_sha256(copy) != changed
 
 
 def test_an_index_refuses_its_encoder_once_its_pooling_changed(tiny_encoder, corpus_dir, tmp_path):

@@ -106,7 +106,10 @@ SOURCE = "source.json"  # in each export's folder: the model it came from and th
 def _private_folder(folder: Path) -> None:
     """Create ``folder`` (0700) if needed, and refuse one that another user owns or may write."""
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # every missing level 0700: `mkdir(parents=True)` would make the parents by the umask (0775 under 002)
+        for level in reversed([folder, *folder.parents]):
+            if not level.exists():
+                level.mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:
         raise ModelError(
             f"cannot write the ONNX cache at {folder} ({exc.strerror}): set RAGQA_CACHE_DIR to a writable folder or "
