@@ -141,6 +141,12 @@ def test_the_manifest_carries_its_own_checksum_and_names_files_only_inside_the_i
         path.write_text(json.dumps(crafted))
         with pytest.raises(IndexCorruptError, match="outside its data folder"):
             Index.load(directory)
+    crafted = json.loads(original)
+    crafted["data_dir"] = "../../etc"
+    crafted["sha256"] = storage.manifest_sha256(crafted)
+    path.write_text(json.dumps(crafted))
+    with pytest.raises(IndexCorruptError, match="names no valid data folder"):
+        Index.load(directory)
 
 
 @pytest.mark.slow
