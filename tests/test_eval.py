@@ -254,3 +254,32 @@ def test_held_out_questions_split_into_a_tuning_and_a_test_half(tmp_path):
     assert len(test_ids | tune_ids) == 36
     assert all(held_out_role(q) == "test" for q in test_ids)
     assert len(test.corpus) == len(tune.corpus) == 9  # both search every held-out paragraph
+
+
+def test_end_to_end_also_reads_without_each_questions_own_paragraph(squad_file, tiny_qa_base, tmp_path, monkeypatch):
+    from rag_qa.evaluation.runner import run_eval
+    from rag_qa.pipeline import RagQA
+    from rag_qa.reading.reader import Reader
+
+    eval_set = squad_eval_set(squad_file)
+    gold_of = {q: set(docs) for q, docs in eval_set.qrels.items()}
+    question_of = {text: q for q, text in eval_set.queries}
+    read = []
+    real = RagQA.read_prepared
+
+    def spy(self, prepared):
+        read.append([[str(h.passage.metadata["id"]) for h in p.hits] for p in prepared])
+        read[-1].insert(0, question_of[prepared[0].question])
+        return real(self, prepared)
+
+    monkeypatch.setattr(RagQA, "read_prepared", spy)
+    reader = Reader(tiny_qa_base, no_answer_threshold=1e9)  # abstains on everything
+    results = run_eval(eval_set, tmp_path / "idx", modes=("bm25",), reader=reader, show_progress=False)
+    assert len(read) == len(eval_set.queries)
+    for qid, with_gold, without in read:
+        assert gold_of[qid] <= set(with_gold)  # four documents: the gold one is always among the ten
+        assert without and not gold_of[qid] & set(without)
+    assert results["end_to_end"]["gold_removed"]["abstained"] == 1.0
+    always = Reader(tiny_qa_base, no_answer_threshold=float("-inf"))
+    results = run_eval(eval_set, tmp_path / "idx", modes=("bm25",), reader=always, show_progress=False)
+    assert results["end_to_end"]["gold_removed"]["abstained"] == 0.0

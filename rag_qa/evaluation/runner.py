@@ -14,7 +14,7 @@ import json
 import random
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -149,14 +149,23 @@ def run_eval(
             from rag_qa.pipeline import RagQA
 
             qa, threshold = RagQA(index, reader), reader.config.no_answer_threshold
-            top, kept = {}, {}
+            top, kept, without = {}, {}, {}
             for e in eval_set.examples:
-                result = qa.ask_full(
-                    e.question, top_k_passages=10, top_k_answers=1, mode=e2e_mode, no_answer_threshold=float("-inf")
+                # the best 10 passages, and the best 10 of the others: as if the gold paragraph were not indexed
+                prepared = qa.prepare(
+                    e.question, top_k_passages=20, top_k_answers=1, mode=e2e_mode, no_answer_threshold=float("-inf")
+                )
+                gold_docs = set(eval_set.qrels[e.qid])
+                others = [h for h in prepared.hits if str(h.passage.metadata.get("id")) not in gold_docs]
+                result, removed = qa.read_prepared(
+                    [replace(prepared, hits=prepared.hits[:10]), replace(prepared, hits=others[:10])]
                 )
                 top[e.qid] = result.answers[0].text if result.answers else ""
                 kept[e.qid] = top[e.qid] if result.no_answer_margin >= threshold else ""
-            e2e, strict = squad_scores(top, refs), squad_scores(kept, refs)
+                without[e.qid] = (
+                    removed.answers[0].text if removed.answers and removed.no_answer_margin >= threshold else ""
+                )
+            e2e, strict, rest = squad_scores(top, refs), squad_scores(kept, refs), squad_scores(without, refs)
             results["end_to_end"] = {
                 "mode": e2e_mode,
                 "passages": 10,
@@ -167,6 +176,11 @@ def run_eval(
                     "answered": sum(1 for t in kept.values() if t) / len(kept),
                     "exact_match": strict["exact_match"],
                     "f1": strict["f1"],
+                },
+                # What a user gets for a question the documents cannot answer although they are on its topic.
+                "gold_removed": {
+                    "abstained": sum(1 for t in without.values() if not t) / len(without),
+                    "exact_match": rest["exact_match"],  # answered right from another paragraph
                 },
             }
     return results
@@ -206,6 +220,12 @@ def format_table(results: dict[str, Any]) -> str:
                 f"  with the no-answer threshold ({t['no_answer_threshold']:g}): answers {100 * t['answered']:.1f}% of "
                 "questions, "
                 f"EM {t['exact_match']:.1f}, F1 {t['f1']:.1f} (abstentions count as wrong)"
+            )
+        g = e.get("gold_removed")
+        if g:
+            lines.append(
+                "  with each question's own paragraph left out of its passages: abstains on "
+                f"{100 * g['abstained']:.1f}% of questions (EM {g['exact_match']:.1f}: right from another paragraph)"
             )
     return "\n".join(lines)
 
