@@ -120,6 +120,27 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 @click.option(
     "--follow-links", is_flag=True, default=None, help="Also read links to files outside the indexed folders."
 )
+@click.option(
+    "--backend",
+    type=click.Choice(("builtin", "milvus")),
+    help="Where passages, BM25 and vectors live: ragqa's own files (builtin, the default for a new index) or a "
+    "Milvus collection. An index keeps its backend unless told another.",
+)
+@click.option(
+    "--milvus-uri",
+    help="Milvus to use: a Milvus Lite file (default: milvus.db in the index folder) or a server, "
+    "e.g. http://milvus:19530.",
+)
+@click.option(
+    "--milvus-token-env",
+    metavar="VAR",
+    help="Environment variable holding the Milvus token (user:password or an API key); the token is never stored.",
+)
+@click.option(
+    "--milvus-collection",
+    metavar="NAME",
+    help="The Milvus alias readers search (default: ragqa_<index folder>_<hash of its path>).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @click.pass_context
 def index_cmd(
@@ -131,6 +152,10 @@ def index_cmd(
     wait: float,
     prune: bool,
     follow_links: bool | None,
+    backend: str | None,
+    milvus_uri: str | None,
+    milvus_token_env: str | None,
+    milvus_collection: str | None,
     as_json: bool,
 ) -> None:
     """Build or update the index from files and folders.
@@ -158,6 +183,10 @@ def index_cmd(
         wait=wait,
         prune=prune,
         follow_links=follow_links,
+        backend=backend,
+        milvus_uri=milvus_uri,
+        milvus_token_env=milvus_token_env,
+        milvus_collection=milvus_collection,
     )
     _print_build(report, as_json)
 

@@ -5,8 +5,9 @@ numbers."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Mapping, Optional, TypeVar
+from typing import Any, Literal, Mapping, Optional, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -15,12 +16,14 @@ from rag_qa.choices import FusionMethod, Precision, Runtime, Stopwords
 from rag_qa.errors import InputError
 
 __all__ = [
+    "BACKENDS",
     "BM25Config",
     "ChunkingConfig",
     "Config",
     "DenseConfig",
     "FusionConfig",
     "IndexConfig",
+    "MilvusConfig",
     "SUPPORTED_EXTENSIONS",
     "load_yaml_config",
 ]
@@ -31,6 +34,10 @@ C = TypeVar("C", bound="Config")
 # plain text. Besides these, files without an extension that hold text are read,
 # and any of these compressed as ``.gz`` (``notes.md.gz``) is read as what it holds.
 SUPPORTED_EXTENSIONS: tuple[str, ...] = _FILE_TYPES
+
+# Where an index keeps passages, BM25 and vectors: ragqa's own files, or a Milvus collection.
+Backend = Literal["builtin", "milvus"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 def describe_validation_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
@@ -160,8 +167,45 @@ class FusionConfig(Config):
     candidates: int = Field(100, ge=1)
 
 
+class MilvusConfig(Config):
+    """Where a ``backend: milvus`` index lives, and how its collection is indexed.
+
+    ``uri`` is a Milvus Lite file (a local path; the default is
+    ``milvus.db`` in the index folder) or a server (``http://host:19530``).
+    The token is never stored: ``token_env`` names the environment variable
+    that holds it.
+    """
+
+    uri: Optional[str] = None
+    token_env: Optional[str] = None
+    # The alias readers search; None = "ragqa_" + the index folder's name + a hash of its path.
+    collection: Optional[str] = None
+    index_type: Literal["HNSW", "IVF_FLAT", "FLAT"] = "HNSW"
+    hnsw_m: int = Field(16, ge=2)
+    hnsw_ef_construction: int = Field(200, ge=8)
+    ivf_nlist: int = Field(1024, ge=1)  # hnsw_ef_search and ivf_nprobe are dense's
+    timeout: float = Field(30.0, gt=0)  # seconds for one call to the server
+
+    @model_validator(mode="after")
+    def _check(self) -> "MilvusConfig":
+        if self.token_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.token_env):
+            raise InputError(
+                f"milvus.token_env must name an environment variable (letters, digits, _), got {self.token_env!r}"
+            )
+        if self.collection is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", self.collection):
+            raise InputError(
+                "milvus.collection must start with a letter or _ and hold only letters, digits and _, "
+                f"got {self.collection!r}"
+            )
+        return self
+
+
 class IndexConfig(Config):
     """Everything that decides how an index is built and searched."""
+
+    # Where passages, BM25 and vectors live: ragqa's own files, or a Milvus collection.
+    backend: Backend = "builtin"
+    milvus: MilvusConfig = Field(default_factory=MilvusConfig)
 
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     bm25: BM25Config = Field(default_factory=BM25Config)

@@ -111,6 +111,10 @@ def build_index(
     prune: bool = False,
     remove: Iterable[str | Path] = (),
     follow_links: bool | None = None,
+    backend: str | None = None,
+    milvus_uri: str | None = None,
+    milvus_token_env: str | None = None,
+    milvus_collection: str | None = None,
 ) -> BuildReport:
     """Build the index in ``directory`` from ``paths``, or update it.
 
@@ -127,6 +131,12 @@ def build_index(
     was built from, or a file or folder inside one). ``config`` defaults to
     the last build's settings. Nothing on disk changes until the new index
     is complete.
+
+    ``backend="milvus"`` keeps passages, BM25 and vectors in a Milvus
+    collection (``milvus_uri``: a Milvus Lite ``.db`` file, by default
+    ``milvus.db`` in the index folder, or a server's URI; ``milvus_token_env``:
+    the environment variable holding its token; ``milvus_collection``: the
+    alias readers search). Later builds keep the backend the index has.
     """
     from tqdm.auto import tqdm
 
@@ -137,8 +147,9 @@ def build_index(
     storage.check_target(directory)
     with storage.WriteLock(directory, timeout=wait):
         old = _previous(directory)
-        if config is None:
-            config = IndexConfig.from_dict(old["manifest"]["config"]) if old else IndexConfig()
+        config = _settings(
+            config, old, backend, {"uri": milvus_uri, "token_env": milvus_token_env, "collection": milvus_collection}
+        )
         if encoder is not None:
             config = config.replace(dense={"encoder": str(encoder)})
         if follow_links is not None:
@@ -160,7 +171,11 @@ def build_index(
             precision=dense.precision,
             runtime="torch" if dense.runtime == "auto" else dense.runtime,
         )
-        stored = config.to_dict()
+        stored = _stored_settings(config, directory, old)
+        if config.backend == "milvus":
+            from rag_qa.retrieval import milvus
+
+            milvus.check_server(stored["milvus"], directory)
         stored["dense"]["encoder"] = None if the_encoder.is_default else str(the_encoder.path)
 
         report = BuildReport(directory=directory, incremental=old is not None)
@@ -200,7 +215,7 @@ def build_index(
             record = known.get(name)
             if stat is not None and record is not None and _unchanged(file, stat, record):
                 if old_passages is None:
-                    old_passages = _old_passages(old["folder"])
+                    old_passages = old["load_passages"]()
                 for doc_id in record["documents"]:
                     documents[doc_id] = old["documents"][doc_id]
                     passages.extend(old_passages.get(doc_id, ()))
@@ -251,6 +266,50 @@ def build_index(
 
         texts = [_embed_text(p, config.include_title) for p in passages]
         vectors, encoder_info = _embed(texts, the_encoder, old, report, show_progress)
+        if config.backend == "milvus":
+            from rag_qa.retrieval import milvus
+
+            manifest = {
+                "format": storage.FORMAT_NAME,
+                "format_version": storage.FORMAT_VERSION,
+                "backend": "milvus",
+                "ragqa_version": __version__,
+                "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "source_root": source_root,
+                "roots": roots,
+                "excludes": excludes,
+                "counts": {"documents": len(documents), "passages": len(passages)},
+                "config": stored,
+                "encoder": encoder_info,
+                "milvus": {
+                    "uri": stored["milvus"]["uri"],
+                    "token_env": stored["milvus"]["token_env"],
+                    "alias": stored["milvus"]["collection"],
+                    "index_type": config.milvus.index_type,
+                    "metric": "inner_product",
+                    "timeout": config.milvus.timeout,
+                    "schema": milvus.SCHEMA,
+                },
+            }
+            previous = (old["manifest"].get("milvus") or {}).get("collection") if old else None
+            gen_name = milvus.write_generation(
+                directory,
+                passages,
+                texts,
+                [_key(t) for t in texts],
+                vectors,
+                {
+                    "documents.json": json.dumps(documents, ensure_ascii=False),
+                    SOURCE_FILES: json.dumps(source_files),
+                },
+                manifest,
+                config,
+                previous,
+                show_progress,
+            )
+            storage.clean_up(directory, {gen_name})
+            report.documents, report.passages = len(documents), len(passages)
+            return report
 
         from rag_qa.retrieval.bm25 import BM25Retriever
         from rag_qa.retrieval.dense import DenseRetriever, build_faiss, describe_faiss
@@ -350,6 +409,52 @@ def _known_files(
     }
 
 
+def _settings(
+    config: IndexConfig | None,
+    old: dict[str, Any] | None,
+    backend: str | None,
+    milvus: dict[str, str | None],
+) -> IndexConfig:
+    """The settings of this build: ``config`` (default: the last build's), keeping
+    the index's backend unless ``config`` or ``backend`` names one, and the Milvus options given."""
+    before = IndexConfig.from_dict(old["manifest"]["config"]) if old else IndexConfig()
+    if before.backend == "milvus" and before.milvus.uri is not None:
+        from rag_qa.retrieval.milvus import actual_uri
+
+        # recorded relative to the index folder; given (and compared) relative to the working directory
+        before = before.replace(milvus={"uri": actual_uri(before.milvus.uri, old["folder"].parent)})
+    if config is None:
+        config = before
+    elif old and "backend" not in config.model_fields_set and "milvus" not in config.model_fields_set:
+        config = config.replace(backend=before.backend, milvus=before.milvus)
+    if backend is not None:
+        config = config.replace(backend=backend)
+    given = {k: v for k, v in milvus.items() if v is not None}
+    if given:
+        if config.backend != "milvus":
+            names = ", ".join(f"--milvus-{k.replace('_', '-')}" for k in given)
+            raise InputError(f"{names} applies to a Milvus index: add --backend milvus")
+        config = config.replace(milvus=given)
+    return config
+
+
+def _stored_settings(config: IndexConfig, directory: Path, old: dict[str, Any] | None) -> dict[str, Any]:
+    """The settings the manifest records. A built-in index records no backend
+    settings (its manifest is as before there were backends); a Milvus index
+    records its URI as a path relative to the index folder when inside it, and its alias."""
+    stored = config.to_dict()
+    if config.backend == "builtin":
+        stored.pop("backend")
+        stored.pop("milvus")
+        return stored
+    from rag_qa.retrieval import milvus
+
+    stored["milvus"]["uri"] = milvus.stored_uri(config.milvus.uri, directory)
+    before = (old["manifest"].get("milvus") or {}).get("alias") if old else None
+    stored["milvus"]["collection"] = config.milvus.collection or before or milvus.default_alias(directory)
+    return stored
+
+
 def _old_passages(folder: Path) -> dict[str, list[Passage]]:
     by_doc: dict[str, list[Passage]] = {}
     with open(folder / "passages.jsonl", encoding="utf-8") as fh:
@@ -431,13 +536,44 @@ def _previous(directory: Path) -> dict[str, Any] | None:
         logger.warning("the existing index cannot be reused (%s); building from scratch", exc)
         return None
     folder = storage.data_dir(directory, manifest)
+    if manifest.get("backend") == "milvus":
+        return _previous_milvus(directory, manifest, folder)
     try:
         documents = json.loads((folder / "documents.json").read_text(encoding="utf-8"))
         keys = json.loads((folder / "keys.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         logger.warning("the existing index cannot be reused (%s); building from scratch", exc)
         return None
-    return {"manifest": manifest, "folder": folder, "documents": documents, "keys": keys}
+    return {
+        "manifest": manifest,
+        "folder": folder,
+        "documents": documents,
+        "keys": keys,
+        "load_passages": lambda: _old_passages(folder),
+        "load_vectors": lambda: np.load(folder / "embeddings.npy", mmap_mode="r", allow_pickle=False),
+    }
+
+
+def _previous_milvus(directory: Path, manifest: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The live Milvus index: its documents from the folder, its passages and vectors from the collection.
+    When the collection is gone, nothing is reused but the paths and settings."""
+    from rag_qa.retrieval import milvus
+
+    rows = milvus.previous_rows(directory, manifest)
+    try:
+        documents = json.loads((folder / "documents.json").read_text(encoding="utf-8")) if rows else {}
+    except (OSError, ValueError) as exc:
+        logger.warning("the existing index cannot be reused (%s); building from scratch", exc)
+        rows, documents = None, {}
+    rows = rows or {"passages": {}, "keys": [], "vectors": np.zeros((0, 0), dtype=np.float32)}
+    return {
+        "manifest": manifest,
+        "folder": folder,
+        "documents": documents,
+        "keys": rows["keys"],
+        "load_passages": lambda: rows["passages"],
+        "load_vectors": lambda: rows["vectors"],
+    }
 
 
 def _count_changes(report: BuildReport, documents: dict[str, dict[str, str]], old: dict[str, Any] | None) -> None:
@@ -461,7 +597,7 @@ def _embed(
     old_vectors = None
     old_info = old["manifest"].get("encoder", {}) if old else {}
     if old and old_info.get("sha256") == encoder.sha256:
-        old_vectors = np.load(old["folder"] / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+        old_vectors = old["load_vectors"]()
         if len(old_vectors) == len(old["keys"]):
             reuse = {key: row for row, key in enumerate(old["keys"])}
         else:

@@ -12,7 +12,7 @@ import numpy as np
 
 from rag_qa.choices import MODES
 from rag_qa.config import IndexConfig
-from rag_qa.errors import IndexCorruptError, InputError
+from rag_qa.errors import IndexCorruptError, IndexMismatchError, InputError
 from rag_qa.models import check_model_dir, check_owned_model_dir
 from rag_qa.retrieval import storage
 from rag_qa.retrieval.bm25 import BM25Retriever
@@ -67,7 +67,17 @@ class Index:
         ``runtime`` overrides ``dense.runtime`` for encoding queries.
         """
         directory = Path(directory)
-        manifest, hold = _read_and_hold(directory)
+        manifest = storage.read_manifest(directory)
+        if manifest.get("backend", "builtin") == "milvus":
+            from rag_qa.retrieval.milvus import MilvusIndex
+
+            return MilvusIndex.open(directory, manifest, encoder=encoder, verify=verify, runtime=runtime)
+        if manifest.get("backend", "builtin") != "builtin":
+            raise IndexMismatchError(
+                f"index at {directory} has backend {manifest.get('backend')!r}, which this ragqa does not know: "
+                f"upgrade ragqa, or {storage.rebuild_hint(directory)}"
+            )
+        manifest, hold = _read_and_hold(directory, manifest)
         try:
             index = cls._load(directory, manifest, encoder, verify, runtime)
         except BaseException:
@@ -142,28 +152,7 @@ class Index:
     @property
     def encoder(self):
         if self._encoder is None:
-            from rag_qa.retrieval.encoder import Encoder, check_encoder_matches
-
-            recorded = self.manifest["encoder"]
-            dense = self.config.dense
-            path = (
-                self._encoder_path
-                if self._encoder_path is not None
-                else (None if recorded.get("default") else recorded["path"])
-            )
-            if path is not None and self._encoder_path is None:
-                # a folder named by the index, not by the user: anyone who can write the index chose it
-                check_model_dir(path, kind="encoder")
-                check_owned_model_dir(
-                    path,
-                    f"the index {self.directory} names it as its encoder; if you trust it, copy it to a folder of "
-                    "your own and run `ragqa index --encoder COPY`, or pass encoder=COPY to Index.load",
-                )
-            encoder = Encoder(
-                path, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime
-            )
-            check_encoder_matches(recorded, encoder)
-            self._encoder = encoder
+            self._encoder = load_query_encoder(self.directory, self.manifest, self.config, self._encoder_path)
         return self._encoder
 
     @property
@@ -286,12 +275,34 @@ class Index:
         }
 
 
-def _read_and_hold(directory: Path) -> tuple[dict[str, Any], storage.GenerationHold | None]:
-    """The live manifest, and a hold on the generation it names. A build may
+def load_query_encoder(directory: Path, manifest: dict[str, Any], config: IndexConfig, encoder_path=None):
+    """The encoder for an index's queries: ``encoder_path`` if given, else the one
+    its manifest records, checked to be the model that embedded the passages."""
+    from rag_qa.retrieval.encoder import Encoder, check_encoder_matches
+
+    recorded = manifest["encoder"]
+    dense = config.dense
+    path = encoder_path if encoder_path is not None else (None if recorded.get("default") else recorded["path"])
+    if path is not None and encoder_path is None:
+        # a folder named by the index, not by the user: anyone who can write the index chose it
+        check_model_dir(path, kind="encoder")
+        check_owned_model_dir(
+            path,
+            f"the index {directory} names it as its encoder; if you trust it, copy it to a folder of "
+            "your own and run `ragqa index --encoder COPY`, or pass encoder=COPY to Index.load",
+        )
+    encoder = Encoder(
+        path, device=dense.device, batch_size=dense.batch_size, precision=dense.precision, runtime=dense.runtime
+    )
+    check_encoder_matches(recorded, encoder)
+    return encoder
+
+
+def _read_and_hold(directory: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any], storage.GenerationHold | None]:
+    """The live manifest (``manifest``, as just read), and a hold on the generation it names. A build may
     replace and remove that generation between the two steps: then the
     manifest is read again (a few times; the last try goes on unheld, and
     loading says what is missing)."""
-    manifest = storage.read_manifest(directory)
     for _ in range(5):
         hold = storage.hold_generation(directory, manifest)
         if hold is not None:

@@ -9,6 +9,10 @@
                            and .readers: the lock a loaded index holds (shared) on its generation
       .lock                held while a build runs
 
+An index whose backend is Milvus has the same manifest and generation
+folders (holding only what the next build compares with); its passages and
+vectors are in a Milvus collection (see :mod:`rag_qa.retrieval.milvus`).
+
 A build writes a new generation into ``.tmp-<id>/``, renames it to
 ``gen-<id>/`` and then replaces ``manifest.json`` atomically, so a reader
 sees the old index or the new one, and an interrupted build leaves the old
@@ -40,6 +44,7 @@ FORMAT_NAME = "ragqa-index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LOCK = ".lock"
+MILVUS_LITE_FILE = "milvus.db"  # a Milvus index's Milvus Lite data, left by a build that did not finish
 READERS = ".readers"  # in each generation folder: shared-locked by the processes that use it
 # Index folders and files are private to their owner: passages hold the documents' text.
 DIR_MODE, FILE_MODE = 0o700, 0o600
@@ -147,7 +152,11 @@ def check_target(directory: Path) -> None:
         raise InputError(f"index directory {directory} is a file: choose a folder with --index-dir")
     if (directory / MANIFEST).exists():
         return
-    foreign = [p.name for p in directory.iterdir() if not p.name.startswith(".") and not p.name.startswith("gen-")]
+    foreign = [
+        p.name
+        for p in directory.iterdir()
+        if not p.name.startswith(".") and not p.name.startswith("gen-") and p.name != MILVUS_LITE_FILE
+    ]
     if foreign:
         raise InputError(
             f"{directory} is not empty and holds no ragqa index (found {', '.join(sorted(foreign)[:3])}): "
