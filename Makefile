@@ -49,7 +49,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(INSTALL) -e ".[test,bench]"
 	@touch $@
 
-# Every benchmark, sized to about 35 minutes on a 2-core CPU (serve_load ~15 of them); then the README tables. The full
+# Every benchmark, sized to about 35 minutes on a 2-core CPU (serve_load: up to 10 of them a mode); then the README tables. The full
 # scaling curve (10k/50k/200k passages, ~1 h here) is `python bench/scaling.py --data $(DATA)`.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/retrieval_speed.py --data $(DATA) --max-passages 12000

@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
     from rag_qa import Index
 
     rows, questions = corpus(args.data, args.paragraphs)
+    if not questions:
+        raise SystemExit(f"{args.data}: the SQuAD file has no held-out articles to index and ask: use the full file")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         index_dir = args.index_dir or work / "index"

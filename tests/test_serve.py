@@ -494,6 +494,33 @@ def test_a_full_queue_answers_503_with_retry_after(serve_config, monkeypatch):
     assert [r.status_code for r in results] == [200, 200]
 
 
+def test_a_question_that_waits_too_long_is_503_and_is_not_read(serve_config, monkeypatch):
+    from rag_qa.pipeline import RagQA as Pipeline
+
+    gate, read = threading.Event(), []
+    real = Pipeline.read_prepared
+
+    def held(self, items):
+        gate.wait(30)
+        read.extend(p.question for p in items)
+        return real(self, items)
+
+    monkeypatch.setattr(Pipeline, "read_prepared", held)
+    config = ServeConfig(**{**serve_config.__dict__, "batch_size": 1, "request_timeout_s": 1.0})
+    with TestClient(create_app(config)) as c:
+        _wait_ready(c)
+        first = threading.Thread(target=lambda: c.post("/ask", json={"question": QUESTION}))
+        first.start()  # read, held at the gate
+        time.sleep(0.3)
+        late = c.post("/ask", json={"question": "What is the capital of France?"})  # waits behind it, gives up
+        gate.set()
+        first.join(30)
+        assert c.post("/ask", json={"question": "Which planet is largest?"}).status_code == 200
+    assert late.status_code == 503 and late.headers["retry-after"] == "5"
+    assert late.json()["detail"] == "the question waited over 1 s for the reader: retry in a moment"
+    assert read == [QUESTION, "Which planet is largest?"]  # the abandoned question was never read
+
+
 @pytest.mark.slow
 def test_train_reader_reads_the_feedback_folder(tmp_path, tiny_qa_base):
     from click.testing import CliRunner

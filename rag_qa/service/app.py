@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -343,7 +344,9 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
         "/ask",
         response_model=AskResponse,
         summary="Answer a question (the JSON of `ragqa ask --json`)",
-        responses={503: {"description": "models loading, or too many questions waiting (see Retry-After)"}},
+        responses={
+            503: {"description": "models loading, too many questions waiting, or waited too long (see Retry-After)"}
+        },
     )
     def ask(body: AskRequest):
         _check_question(body.question)
@@ -362,7 +365,15 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
             future = service.batcher.submit(prepared)
         except QueueFull:
             return _error(503, "too many questions are waiting: retry in a moment", {"Retry-After": "1"})
-        result: AskResult = future.result(timeout=config.request_timeout_s)
+        try:
+            result: AskResult = future.result(timeout=config.request_timeout_s)
+        except FutureTimeout:
+            future.cancel()  # not read at all if the reader has not taken it yet
+            return _error(
+                503,
+                f"the question waited over {config.request_timeout_s:g} s for the reader: retry in a moment",
+                {"Retry-After": "5"},
+            )
         return JSONResponse(result.to_dict(with_passages=body.passages))
 
     @app.post("/search", summary="The passages that best match a query (the JSON of `ragqa search --json`)")

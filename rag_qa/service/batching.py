@@ -49,7 +49,7 @@ class MicroBatcher(Generic[T, R]):
         self.items = 0
 
     def submit(self, item: T) -> Future:
-        """Queue ``item``; the future holds its result (or the batch's error)."""
+        """Queue ``item``; the future holds its result (or the batch's error). Cancel it to have it skipped."""
         if self._closed:  # nothing would read it: the worker stops after the items already queued
             raise QueueFull
         future: Future = Future()
@@ -88,6 +88,9 @@ class MicroBatcher(Generic[T, R]):
                 return
 
     def _run_batch(self, batch: list[tuple[T, Future]]) -> None:
+        batch = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
+        if not batch:  # every caller gave up waiting
+            return
         items = [item for item, _ in batch]
         try:
             results = self.work(items)
