@@ -34,6 +34,7 @@ import math
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -135,13 +136,24 @@ def connect(settings: Mapping[str, Any], directory: Path):
                 f"the Milvus token variable {token_env} is not set: export {token_env}=<user:password or API key>, "
                 "or build without --milvus-token-env"
             )
-    if is_local(uri):
+    options: dict[str, Any] = {}
+    local = is_local(uri)
+    if local:
         require_extra("milvus", "milvus_lite", what="a Milvus Lite file")
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return pymilvus.MilvusClient(uri=uri, token=token, timeout=float(settings.get("timeout") or 30.0))
-    except pymilvus.MilvusException as exc:
-        raise describe_error(exc, uri, token_env) from None
+        # pymilvus pings every 10 s even when idle, which Milvus Lite's gRPC server answers by closing
+        # the connection (GOAWAY "too_many_pings") while a build embeds: ping only during calls.
+        options = {"grpc_options": {"grpc.keepalive_permit_without_calls": 0, "grpc.keepalive_time_ms": 300_000}}
+    for attempt in range(3 if local else 1):
+        try:
+            return pymilvus.MilvusClient(
+                uri=uri, token=token, timeout=float(settings.get("timeout") or 30.0), **options
+            )
+        except pymilvus.MilvusException as exc:
+            if attempt == (2 if local else 0) or getattr(exc, "code", None) != 2:
+                raise describe_error(exc, uri, token_env) from None
+            time.sleep(0.5 * (attempt + 1))  # a Lite server of this process whose old connection is closing
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def describe_error(exc: Exception, uri: str, token_env: str | None = None, collection: str | None = None) -> Exception:
@@ -186,13 +198,17 @@ def check_server(settings: Mapping[str, Any], directory: Path) -> None:
     """Fail now, before documents are read and embedded, when Milvus cannot be reached
     or the alias is taken by a collection of that name."""
     uri = actual_uri(settings.get("uri") or LITE_FILE, directory)
-    calls = _Calls(connect(settings, directory), uri, settings.get("token_env"))
-    alias = settings.get("collection") or settings.get("alias")
-    if alias and calls("has_collection", alias) and _alias_target(calls, alias) is None:
-        raise InputError(
-            f"Milvus at {_redact(uri)} has a collection named {alias}, which this index would use as its alias: "
-            "choose another name with --milvus-collection"
-        )
+    client = connect(settings, directory)
+    try:
+        calls = _Calls(client, uri, settings.get("token_env"))
+        alias = settings.get("collection") or settings.get("alias")
+        if alias and calls("has_collection", alias) and _alias_target(calls, alias) is None:
+            raise InputError(
+                f"Milvus at {_redact(uri)} has a collection named {alias}, which this index would use as its "
+                "alias: choose another name with --milvus-collection"
+            )
+    finally:
+        client.close()  # not held open while the documents are read and embedded
 
 
 def _alias_target(calls: _Calls, alias: str) -> str | None:
