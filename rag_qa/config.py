@@ -185,6 +185,9 @@ class MilvusConfig(Config):
     hnsw_ef_construction: int = Field(200, ge=8)
     ivf_nlist: int = Field(1024, ge=1)  # hnsw_ef_search and ivf_nprobe are dense's
     timeout: float = Field(30.0, gt=0)  # seconds for one call to the server
+    # hybrid mode: "milvus" fuses in Milvus (hybrid_search: RRFRanker, or WeightedRanker, which scales
+    # scores by arctan, not min-max); "ragqa" runs both searches and fuses them as the built-in backend does.
+    hybrid_fusion: Literal["milvus", "ragqa"] = "milvus"
 
     @model_validator(mode="after")
     def _check(self) -> "MilvusConfig":

@@ -61,6 +61,17 @@ def test_the_passages_are_those_of_the_builtin_backend(mindex, built_index):
     assert hit.bm25_score > 0 and hit.dense_score is None
 
 
+def test_hybrid_fuses_in_milvus_or_as_the_builtin_backend_does(mindex):
+    top = mindex.search("volcano magma crust", k=1, mode="hybrid")[0]
+    assert top.passage.title == "Volcanoes" and top.bm25_score is None  # Milvus returns the fused score only
+    assert 0.5 < top.score < 1.0  # WeightedRanker: arctan-scaled scores, first in both lists
+    here = Index.load(mindex.directory)
+    here.config = here.config.replace(milvus={"hybrid_fusion": "ragqa"})
+    top = here.search("volcano magma crust", k=1, mode="hybrid")[0]
+    assert top.passage.title == "Volcanoes" and top.bm25_score > 0 and top.dense_score > 0
+    assert top.score == pytest.approx(0.5 * 1.0 + 0.5 * 1.0)  # min-max scores of 1, equal weights
+
+
 def test_dense_finds_a_paraphrase_bm25_cannot(mindex):
     assert mindex.search("feline companions", k=3, mode="bm25") == []
     assert names(mindex.search("feline companions", k=1, mode="dense")) == ["animals.txt"]
@@ -102,7 +113,8 @@ def test_the_manifest_records_backend_uri_and_collection_but_no_secret(tmp_path,
     settings = m["milvus"]
     assert settings["uri"] == "milvus.db" and settings["token_env"] == "RAGQA_TEST_MILVUS_TOKEN"
     assert settings["alias"].startswith("ragqa_index_") and settings["collection"].startswith(settings["alias"] + "__")
-    assert m["counts"] == {"documents": 6, "passages": 6} and len(m["encoder"]["sha256"]) == 64
+    assert m["counts"] == {"documents": 6, "passages": 6, "vocabulary": m["counts"]["vocabulary"]}
+    assert m["counts"]["vocabulary"] > 50 and len(m["encoder"]["sha256"]) == 64
     idx = Index.load(directory)
     assert idx.collection == settings["collection"] and names(idx.search("largest planet", k=1)) == ["space.html"]
     monkeypatch.delenv("RAGQA_TEST_MILVUS_TOKEN")

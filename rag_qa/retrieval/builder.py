@@ -278,7 +278,12 @@ def build_index(
                 "source_root": source_root,
                 "roots": roots,
                 "excludes": excludes,
-                "counts": {"documents": len(documents), "passages": len(passages)},
+                # vocabulary: the terms of ragqa's BM25 tokenizer, which Milvus Lite's standard analyzer matches
+                "counts": {
+                    "documents": len(documents),
+                    "passages": len(passages),
+                    "vocabulary": _vocabulary(texts, config),
+                },
                 "config": stored,
                 "encoder": encoder_info,
                 "milvus": {
@@ -407,6 +412,12 @@ def _known_files(
         and isinstance(record.get("documents"), list)
         and all(doc_id in old["documents"] for doc_id in record["documents"])
     }
+
+
+def _vocabulary(texts: list[str], config: IndexConfig) -> int:
+    from rag_qa.retrieval.tokenize import tokenize
+
+    return len({term for text in texts for term in tokenize(text, config.bm25.stopwords)})
 
 
 def _settings(

@@ -44,7 +44,7 @@ from rag_qa.choices import MODES
 from rag_qa.config import IndexConfig
 from rag_qa.errors import IndexCorruptError, IndexMismatchError, IndexMissingError, InputError, require_extra
 from rag_qa.retrieval import storage
-from rag_qa.retrieval.hybrid import rank_fused, reciprocal_rank_fusion
+from rag_qa.retrieval.hybrid import rank_fused, reciprocal_rank_fusion, weighted_fusion
 from rag_qa.text import check_query
 from rag_qa.types import Passage, ScoredPassage
 
@@ -667,8 +667,10 @@ class MilvusIndex:
             return [
                 [_scored(h, r, dense=True) for r, h in enumerate(hits, 1)] for hits in self._dense(vectors, k, expr)
             ]
-        if fusion.method == "rrf" and fusion.bm25_weight != fusion.dense_weight:
-            # Milvus's RRFRanker weighs both lists alike: fuse here, as the built-in backend does.
+        if self.config.milvus.hybrid_fusion == "ragqa" or (
+            fusion.method == "rrf" and fusion.bm25_weight != fusion.dense_weight
+        ):
+            # Asked for, or Milvus's RRFRanker cannot do it (it weighs both lists alike): fuse here.
             return self._fuse_here(queries, vectors, k, depth, expr)
         return [
             [_scored(h, r) for r, h in enumerate(hits, 1)] for hits in self._hybrid(queries, vectors, k, depth, expr)
@@ -711,7 +713,7 @@ class MilvusIndex:
         ranker = (
             pymilvus.RRFRanker(fusion.rrf_k)
             if fusion.method == "rrf"
-            else pymilvus.WeightedRanker(fusion.bm25_weight, fusion.dense_weight)
+            else pymilvus.WeightedRanker(fusion.bm25_weight, fusion.dense_weight, norm_score=True)
         )
         out = []
         for query, vector in zip(queries, vectors):  # one request per question: hybrid_search takes one query each
@@ -742,8 +744,11 @@ class MilvusIndex:
             by_row = {h["row"]: h for h in [*de_hits, *bm_hits]}
             bm = {h["row"]: h["score"] for h in bm_hits}
             de = {h["row"]: h["score"] for h in de_hits}
-            fused = reciprocal_rank_fusion(
-                [list(bm), list(de)], k=fusion.rrf_k, weights=[fusion.bm25_weight, fusion.dense_weight]
+            weights = [fusion.bm25_weight, fusion.dense_weight]
+            fused = (
+                reciprocal_rank_fusion([list(bm), list(de)], k=fusion.rrf_k, weights=weights)
+                if fusion.method == "rrf"
+                else weighted_fusion([bm, de], weights)
             )
             results.append(
                 [
@@ -765,7 +770,7 @@ class MilvusIndex:
             "created_at": m.get("created_at"),
             "documents": m["counts"]["documents"],
             "passages": m["counts"]["passages"],
-            "vocabulary": None,  # Milvus's analyzer keeps no vocabulary ragqa can read
+            "vocabulary": m["counts"].get("vocabulary"),
             "roots": m.get("roots", []),
             "source_root": m.get("source_root"),
             "encoder": m["encoder"],
