@@ -214,6 +214,31 @@ def test_an_unreachable_server_is_one_line_error_saying_how_to_start_one(tmp_pat
     assert not (directory / "manifest.json").exists()
 
 
+def test_a_milvus_lite_file_open_in_another_process_is_one_line_error(tmp_path, corpus_dir, one_line_error):
+    directory = tmp_path / "index"
+    build_index([corpus_dir], directory, backend="milvus", show_progress=False)
+    release(directory)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from rag_qa import Index; Index.load({str(directory)!r}); print('open', flush=True); input()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=ENV,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        result = CliRunner().invoke(cli, ["search", "planet", "--index-dir", str(directory)])
+        one_line_error(result, "open in another process", "milvus.db", "Milvus server")
+    finally:
+        holder.communicate("\n", timeout=60)
+    release(directory)
+    assert names(Index.load(directory).search("largest planet", k=1)) == ["space.html"]  # free again
+
+
 def test_a_refused_token_is_one_line_error_naming_the_variable(monkeypatch, tmp_path, corpus_dir):
     # Milvus Lite does not check tokens; a server answers a wrong one like this.
     from pymilvus import MilvusClient, MilvusException

@@ -42,7 +42,14 @@ import numpy as np
 
 from rag_qa.choices import MODES
 from rag_qa.config import IndexConfig
-from rag_qa.errors import IndexCorruptError, IndexMismatchError, IndexMissingError, InputError, require_extra
+from rag_qa.errors import (
+    IndexCorruptError,
+    IndexLockedError,
+    IndexMismatchError,
+    IndexMissingError,
+    InputError,
+    require_extra,
+)
 from rag_qa.retrieval import storage
 from rag_qa.retrieval.hybrid import rank_fused, reciprocal_rank_fusion, weighted_fusion
 from rag_qa.text import check_query
@@ -167,6 +174,11 @@ def describe_error(exc: Exception, uri: str, token_env: str | None = None, colle
         return InputError(
             f"Milvus at {shown} refused {where} ({message}): set the right user:password or API key"
             + (f" in {token_env}" if token_env else " in a variable and pass --milvus-token-env VAR")
+        )
+    if is_local(uri) and "open local milvus failed" in lowered:
+        return IndexLockedError(
+            f"the Milvus Lite file {uri} is open in another process (Milvus Lite serves one process at a time): "
+            "wait for that process (e.g. a `ragqa index`) to finish, or run a Milvus server to share an index"
         )
     if code == 2 or "fail connecting" in lowered or "unavailable" in lowered or "deadline" in lowered:
         if is_local(uri):
