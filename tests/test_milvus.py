@@ -186,6 +186,19 @@ def test_incremental_builds_reuse_vectors_and_move_the_alias(tmp_path, corpus_di
     assert len(list(directory.glob("gen-*"))) == 1
 
 
+def test_an_index_changes_backend_without_embedding_again(tmp_path, corpus_dir, caplog):
+    directory = tmp_path / "index"
+    build_index([corpus_dir], directory, show_progress=False)
+    report = build_index(None, directory, backend="milvus", show_progress=False)
+    assert (report.embedded, report.reused) == (0, 6)
+    assert type(Index.load(directory)).__name__ == "MilvusIndex"
+    report = build_index(None, directory, backend="builtin", show_progress=False)
+    assert (report.embedded, report.reused) == (0, 6)
+    back = Index.load(directory)
+    assert type(back).__name__ == "Index" and names(back.search("largest planet", k=1)) == ["space.html"]
+    assert "Milvus collection" in caplog.text and "left as it was" in caplog.text
+
+
 def test_a_missing_or_foreign_collection_is_one_line_error(tmp_path, corpus_dir, one_line_error):
     directory = tmp_path / "index"
     build_index([corpus_dir], directory, backend="milvus", show_progress=False)

@@ -363,6 +363,15 @@ def build_index(
             raise
         # Superseded generations go, except those a loaded index still holds (see storage.clean_up).
         storage.clean_up(directory, {gen_name})
+        if old and old["manifest"].get("backend") == "milvus":
+            left = old["manifest"].get("milvus") or {}
+            logger.warning(
+                "the index now uses the built-in backend; its Milvus collection %s (alias %s) at %s is left as it "
+                "was: drop it there once nothing else reads it",
+                left.get("collection"),
+                left.get("alias"),
+                left.get("uri"),
+            )
         report.documents, report.passages = len(documents), len(passages)
         return report
 
