@@ -437,19 +437,23 @@ def previous_rows(directory: Path, manifest: dict[str, Any]) -> dict[str, Any] |
     if not collection:
         return None
     uri = actual_uri(settings.get("uri") or LITE_FILE, directory)
-    calls = _Calls(connect(settings, directory), uri, settings.get("token_env"))
-    if not calls("has_collection", collection):
-        logger.warning("the Milvus collection %s of the index is gone; every passage is embedded again", collection)
-        return None
-    calls("load_collection", collection, collection=collection)
+    client = connect(settings, directory)
+    calls = _Calls(client, uri, settings.get("token_env"))
     by_doc: dict[str, list[Passage]] = {}
     keys: list[str] = []
     vectors: list[list[float]] = []
-    for row in _read_all(calls, collection, [*PASSAGE_FIELDS, "key", "dense"]):
-        passage = _passage(row)
-        by_doc.setdefault(passage.doc_id, []).append(passage)
-        keys.append(row["key"])
-        vectors.append(row["dense"])
+    try:
+        if not calls("has_collection", collection):
+            logger.warning("the Milvus collection %s of the index is gone; every passage is embedded again", collection)
+            return None
+        calls("load_collection", collection, collection=collection)
+        for row in _read_all(calls, collection, [*PASSAGE_FIELDS, "key", "dense"]):
+            passage = _passage(row)
+            by_doc.setdefault(passage.doc_id, []).append(passage)
+            keys.append(row["key"])
+            vectors.append(row["dense"])
+    finally:
+        client.close()  # not held open while the documents are read and embedded
     array = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
     return {"passages": by_doc, "keys": keys, "vectors": array}
 
