@@ -174,7 +174,6 @@ class RagQA:
     def __init__(self, index: Index, reader: Reader):
         self.index = index
         self.reader = reader
-        self._question_tokenizer = None
 
     @classmethod
     def load(
@@ -276,13 +275,7 @@ class RagQA:
     # ------------------------------------------------------------------ the question
     def question_tokens(self, question: str) -> int:
         """How many of the reader's tokens ``question`` makes (special tokens aside)."""
-        if self._question_tokenizer is None:
-            from rag_qa.runtime.tokenizer import FastTokenizer
-
-            tokenizer = FastTokenizer(self.reader.path, kind="reader")
-            tokenizer.tokenizer.no_truncation()
-            self._question_tokenizer = tokenizer
-        return len(self._question_tokenizer.tokenizer.encode(question, add_special_tokens=False).ids)
+        return self.reader.question_tokens(question)
 
     def question_limit(self) -> int:
         """The longest question, in tokens, that the reader can read beside a passage."""

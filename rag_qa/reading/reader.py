@@ -107,6 +107,13 @@ class Reader:
         self._tokenizer = None
         self.runtime: str | None = None  # resolved by warm_up
 
+    def question_tokens(self, question: str) -> int:
+        """How many of this reader's tokens ``question`` makes (special tokens aside), with the
+        tokenizer it reads with (loaded with the model, if it is not yet)."""
+        if self._tokenizer is None:
+            self.warm_up()
+        return self._tokenizer.count(question)
+
     def warm_up(self) -> "Reader":
         """Load the tokenizer and model now rather than on the first question."""
         if self._model is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -75,6 +76,9 @@ class FastTokenizer:
         limit = settings.get("model_max_length")
         self.model_max_length = int(limit) if isinstance(limit, (int, float)) and limit < 1e9 else None
         self.tokenizer.no_padding()
+        # truncation is a setting of the tokenizer: set it and encode under one lock, so that threads
+        # sharing a reader (the service's) never encode with another call's setting
+        self._settings = threading.Lock()
 
     def _arrays(self, encodings) -> dict[str, np.ndarray]:
         width = max(len(e.ids) for e in encodings)
@@ -90,17 +94,26 @@ class FastTokenizer:
             arrays["token_type_ids"][row, :n] = e.type_ids
         return arrays
 
+    def count(self, text: str) -> int:
+        """How many tokens ``text`` makes, special tokens aside and nothing cut."""
+        with self._settings:
+            self.tokenizer.no_truncation()
+            return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
     def texts(self, texts: Sequence[str], max_length: int) -> dict[str, np.ndarray]:
         """Single texts, truncated to ``max_length`` tokens, padded to the longest."""
-        self.tokenizer.enable_truncation(max_length)
-        return self._arrays(self.tokenizer.encode_batch(list(texts)))
+        with self._settings:
+            self.tokenizer.enable_truncation(max_length)
+            encoded = self.tokenizer.encode_batch(list(texts))
+        return self._arrays(encoded)
 
     def windows(self, questions: Sequence[str], contexts: Sequence[str], max_length: int, stride: int) -> Windows:
         """(question, context) pairs cut into windows of ``max_length`` tokens
         overlapping by ``stride``; only the context is cut."""
-        self.tokenizer.enable_truncation(max_length, stride=stride, strategy="only_second")
         try:
-            encoded = self.tokenizer.encode_batch(list(zip(questions, contexts)))
+            with self._settings:
+                self.tokenizer.enable_truncation(max_length, stride=stride, strategy="only_second")
+                encoded = self.tokenizer.encode_batch(list(zip(questions, contexts)))
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
         except BaseException as exc:  # noqa: BLE001 - a question that fills the window: an error, or a Rust panic

@@ -203,8 +203,7 @@ class _Service:
             except RagQAError as exc:
                 logger.warning("the new index could not be loaded, serving the previous one: %s", exc)
                 return old
-            qa = RagQA(index, old.reader)
-            qa._question_tokenizer = old._question_tokenizer  # the same reader's tokenizer, already loaded
+            qa = RagQA(index, old.reader)  # the same reader, already warm
             self.by_id = {p.passage_id: p for p in index.passages}
             self.qa = qa
             self.reloads += 1
