@@ -26,7 +26,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(INSTALL) -e ".[test]"
+	$(INSTALL) -e ".[test,milvus]"
 	@touch $@
 
 install: $(VENV)/.installed
