@@ -272,6 +272,17 @@ def test_a_refused_token_is_one_line_error_naming_the_variable(monkeypatch, tmp_
         )
 
 
+def test_without_the_extra_the_milvus_backend_names_it(monkeypatch, tmp_path, corpus_dir):
+    import importlib.util
+
+    from rag_qa.errors import MissingExtraError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pymilvus" else real(name, *a))
+    with pytest.raises(MissingExtraError, match=r"pip install 'ragqa\[milvus\]'"):
+        build_index([corpus_dir], tmp_path / "i", backend="milvus", show_progress=False)
+
+
 def test_milvus_options_without_the_milvus_backend_are_refused(tmp_path, corpus_dir):
     with pytest.raises(InputError, match="--milvus-uri applies to a Milvus index: add --backend milvus"):
         build_index([corpus_dir], tmp_path / "i", milvus_uri="x.db")
