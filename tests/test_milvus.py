@@ -301,6 +301,27 @@ def test_ask_on_a_builtin_index_does_not_import_pymilvus(built_index):
 
 
 @pytest.mark.slow
+def test_ask_on_a_milvus_index_does_not_import_torch(tmp_path, corpus_dir):
+    directory = tmp_path / "index"
+    # through the CLI, which also prepares the models for ONNX Runtime, as `ragqa index` does for users
+    built = CliRunner().invoke(
+        cli, ["-q", "index", str(corpus_dir), "--index-dir", str(directory), "--backend", "milvus"]
+    )
+    assert built.exit_code == 0, built.output
+    release(directory)
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom rag_qa.cli import cli\n"
+        f"r = CliRunner().invoke(cli, ['ask', 'Which planet is the largest?', '--index-dir', {str(directory)!r}, "
+        "'--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "import json; print(json.loads(r.output)['answers'][0]['text'], 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["Jupiter", "False"]
+
+
+@pytest.mark.slow
 def test_sigkill_mid_build_leaves_the_old_collection_answering(tmp_path, corpus_dir, tiny_encoder):
     from rag_qa.config import IndexConfig
 
