@@ -347,7 +347,12 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
         f"Vocabulary: {info['vocabulary']} BM25 terms (k1={info['bm25']['k1']}, b={info['bm25']['b']})",
         f"Encoder:    {'the default (all-MiniLM-L6-v2 fine-tuned on SQuAD)' if enc['default'] else enc['path']} "
         f"({enc['dimension']}-d, sha256 {enc['sha256'][:12]})",
-        f"FAISS:      {info['faiss']['type']}, {info['faiss']['ntotal']} vectors",
+        (
+            f"Milvus:     {info['milvus']['uri']}, alias {info['milvus']['alias']} -> {info['milvus']['collection']} "
+            f"({info['faiss']['type']}, {info['faiss']['ntotal']} vectors)"
+            if info.get("backend") == "milvus"
+            else f"FAISS:      {info['faiss']['type']}, {info['faiss']['ntotal']} vectors"
+        ),
         f"Fusion:     {info['fusion']['method']}",
         f"Size:       {info['bytes'] / 2**20:.1f} MiB ({info['disk_bytes'] / 2**20:.1f} MiB on disk, with the previous "
         "version kept for readers still loading it)",

@@ -155,6 +155,9 @@ def test_cli_builds_searches_and_asks_and_the_index_remembers_its_backend(tmp_pa
     assert "Jupiter" in result["answers"][0]["text"] and result["answers"][0]["source"].endswith("space.html")
     out = runner.invoke(cli, ["index", "--index-dir", str(directory)])  # no --backend: it stays Milvus
     assert out.exit_code == 0 and "up to date" in out.output, out.output
+    out = runner.invoke(cli, ["info", "--index-dir", str(directory)])
+    assert out.exit_code == 0 and f"Milvus:     {uri.resolve()}, alias " in out.output, out.output
+    assert "FAISS" not in out.output
 
 
 def test_incremental_builds_reuse_vectors_and_move_the_alias(tmp_path, corpus_dir):
