@@ -294,7 +294,8 @@ def test_milvus_options_without_the_milvus_backend_are_refused(tmp_path, corpus_
 def test_ask_on_a_builtin_index_does_not_import_pymilvus(built_index):
     code = (
         "import sys\nfrom click.testing import CliRunner\nfrom rag_qa.cli import cli\n"
-        f"r = CliRunner().invoke(cli, ['search', 'largest planet', '--index-dir', {str(built_index.directory)!r}])\n"
+        f"r = CliRunner().invoke(cli, ['ask', 'Which planet is the largest?', '--index-dir', "
+        f"{str(built_index.directory)!r}, '--json'])\n"
         "assert r.exit_code == 0, r.output\n"
         "print(sorted(m for m in ('pymilvus', 'milvus_lite', 'grpc') if m in sys.modules))"
     )
@@ -368,3 +369,50 @@ def test_sigkill_mid_build_leaves_the_old_collection_answering(tmp_path, corpus_
     assert sorted(c for c in client_for(after).list_collections() if c.startswith(alias + "__")) == sorted(
         [before, after.collection]
     )  # the half-written one is dropped
+
+
+def test_filters_with_quotes_backslashes_and_control_characters_match_as_the_builtin_backend(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    odd = ['say "hi".txt', "back\\slash.txt", "bell\x07name.txt", "plain.txt"]
+    for name in odd:
+        (docs / name).write_text(f"The ferry to the island of {name[:3]} leaves at noon.")
+    for n in range(6):  # BM25 scores terms found in fewer than half the documents
+        (docs / f"other{n}.txt").write_text(f"Bakery number {n} opens early and sells rye bread.")
+    built = Index.build([docs], tmp_path / "builtin", show_progress=False)
+    build_index([docs], tmp_path / "milvus", backend="milvus", show_progress=False)
+    index = Index.load(tmp_path / "milvus")
+    for glob in ['*"*', "*\\*", "*\x07*", '*" or source like "%', "*\x01*"]:
+        expected = sorted(names(built.search("ferry island", k=10, mode="bm25", source=glob)))
+        assert sorted(names(index.search("ferry island", k=10, mode="bm25", source=glob))) == expected, glob
+    assert names(index.search("ferry island", k=10, mode="bm25", source="*\x07*")) == ["bell\x07name.txt"]
+    assert index.search("ferry island", k=10, mode="bm25", where={"tag": 'a"\x01\\'}) == []
+
+
+def test_ragqa_reads_the_collection_its_manifest_names_even_if_the_alias_was_not_moved(
+    tmp_path, corpus_dir, monkeypatch
+):
+    docs = tmp_path / "docs"
+    shutil.copytree(corpus_dir, docs)
+    directory = tmp_path / "index"
+    build_index([docs], directory, backend="milvus", show_progress=False)
+    first = Index.load(directory)
+    alias = first.manifest["milvus"]["alias"]
+    (docs / "heron.txt").write_text("The heron of Lake Orla is grey and nests in the reeds.")
+    real = milvus._Calls.__call__
+
+    def stop_at_the_alias(self, method, *args, **kwargs):  # as a kill right after the manifest swap
+        if method == "alter_alias":
+            raise KeyboardInterrupt
+        return real(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(milvus._Calls, "__call__", stop_at_the_alias)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(None, directory, show_progress=False)
+    monkeypatch.undo()
+    second = Index.load(directory)
+    assert second.collection != first.collection
+    assert client_for(second).describe_alias(alias)["collection_name"] == first.collection  # left behind
+    assert names(second.search("heron Lake Orla", k=1)) == ["heron.txt"]  # what the manifest names
+    build_index(None, directory, show_progress=False)  # the next build moves the alias
+    assert client_for(second).describe_alias(alias)["collection_name"] == Index.load(directory).collection

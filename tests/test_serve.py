@@ -197,6 +197,16 @@ def test_batched_reading_answers_as_one_at_a_time(built_index):
         assert together.abstained == alone.abstained
 
 
+def test_the_api_schema_has_every_field_of_ask_json_and_no_other(built_index):
+    from rag_qa.service.schemas import AnswerOut, AskResponse, PassageOut
+
+    data = RagQA.load(built_index.directory).ask_full(QUESTION, top_k_answers=2).to_dict(with_passages=True)
+    assert set(AskResponse.model_fields) == set(data)
+    assert set(AnswerOut.model_fields) == set(data["answers"][0]) == set(data["best_candidate"])
+    assert set(PassageOut.model_fields) == set(data["passages"][0])
+    assert AskResponse.model_validate(data).model_dump() == data  # nothing dropped or converted
+
+
 def test_micro_batcher_groups_questions_and_bounds_its_queue():
     seen, gate = [], threading.Event()
 
@@ -372,7 +382,7 @@ def test_several_workers_are_healthy_only_once_each_is_warm(built_index, tmp_pat
     proc, port = _start_server(built_index.directory, tmp_path / "fb", "--workers", "2", env={"TMPDIR": str(tmp)})
     try:
         before = _wait_healthy(proc, port)
-        assert all(status == 503 for status, _ in before), before
+        assert before and all(status == 503 for status, _ in before), before  # loading two models takes seconds
         # Each worker marks itself warm in a folder `ragqa serve` made: both have, once /health says 200.
         (ready,) = tmp.glob("ragqa-serve-ready-*")
         assert len(list(ready.iterdir())) == 2
@@ -492,6 +502,35 @@ def test_a_full_queue_answers_503_with_retry_after(serve_config, monkeypatch):
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert "too many questions" in refused.json()["detail"]
     assert [r.status_code for r in results] == [200, 200]
+
+
+def test_questions_past_the_queue_are_refused_even_beyond_the_thread_pool(serve_config, monkeypatch):
+    """More questions at once than the server has threads: those past the batch and the queue
+    are refused at once, not left to pile up waiting for a thread."""
+    from rag_qa.pipeline import RagQA as Pipeline
+
+    gate = threading.Event()
+    real = Pipeline.read_prepared
+    monkeypatch.setattr(Pipeline, "read_prepared", lambda self, items: (gate.wait(60), real(self, items))[1])
+    config = ServeConfig(**{**serve_config.__dict__, "queue_size": 50, "batch_size": 1})
+    with TestClient(create_app(config)) as c:
+        _wait_ready(c)
+        results = []
+        threads = [
+            threading.Thread(target=lambda: results.append(c.post("/ask", json={"question": QUESTION}).status_code))
+            for _ in range(70)  # the thread pool runs 40 requests at a time
+        ]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(results) < 19 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        refused_while_held = sorted(results)
+        gate.set()
+        for t in threads:
+            t.join(60)
+    assert refused_while_held == [503] * 19  # 70 - (1 read + 50 waiting)
+    assert sorted(results) == [200] * 51 + [503] * 19
 
 
 def test_a_question_that_waits_too_long_is_503_and_is_not_read(serve_config, monkeypatch):

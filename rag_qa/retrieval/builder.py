@@ -259,6 +259,10 @@ def build_index(
             report, old["manifest"], stored, roots, excludes, source_root, the_encoder, __version__
         ):
             report.up_to_date = True
+            if old["manifest"].get("backend") == "milvus":
+                from rag_qa.retrieval import milvus
+
+                milvus.align_alias(directory, old["manifest"])
             report.documents, report.passages = len(documents), len(passages)
             report.reused = len(passages)
             storage.clean_up(directory, {old["manifest"]["data_dir"]})

@@ -346,12 +346,13 @@ def write_generation(
     previous: str | None,
     show_progress: bool,
 ) -> str:
-    """Fill a new collection, move the alias onto it and swap the manifest; returns the generation's name.
+    """Fill a new collection, swap the manifest onto it and move the alias; returns the generation's name.
 
     ``local_files`` (name: text) go into the generation folder beside the
     manifest; ``previous`` is the collection the live manifest names, kept
-    for processes that loaded it. On any failure (or a kill) the alias and
-    the manifest still name the old collection.
+    for processes that loaded it. On any failure (or a kill) before the
+    manifest swap, the manifest and the alias still name the old collection;
+    after it, ragqa reads the new one and the next build moves the alias.
     """
     from tqdm.auto import tqdm
 
@@ -369,7 +370,7 @@ def write_generation(
         )
     tmp, gen_name = storage.new_generation(directory)
     collection = f"{alias}__{gen_name.removeprefix('gen-')}"
-    created = False
+    created = committed = False
     try:
         _create_collection(calls, collection, int(vectors.shape[1]), config, longest)
         created = True
@@ -400,15 +401,17 @@ def write_generation(
         for name, text in local_files.items():
             (tmp / name).write_text(text, encoding="utf-8")
         manifest = {**manifest, "milvus": {**settings, "collection": collection}, "files": storage.checksums(tmp)}
-        # The switch: first what readers search (the alias), then what the folder records (the manifest).
+        # The switch is the manifest's (one rename): ragqa reads the collection the manifest names.
+        # The alias, for other programs that search the index, follows it.
+        storage.commit(directory, tmp, gen_name, manifest)
+        committed = True
         if _alias_target(calls, alias) is None:
             calls("create_alias", collection, alias, collection=collection)
         else:
             calls("alter_alias", collection, alias, collection=collection)
-        storage.commit(directory, tmp, gen_name, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if created and _alias_target(calls, alias) != collection:
+        if created and not committed:
             try:
                 calls("drop_collection", collection)
             except Exception:  # noqa: BLE001 - the next build drops it
@@ -416,6 +419,28 @@ def write_generation(
         raise
     drop_stale(calls, alias, keep={collection, previous})
     return gen_name
+
+
+def align_alias(directory: Path, manifest: Mapping[str, Any]) -> None:
+    """Point the alias at the collection the manifest names, when a build stopped between the two."""
+    settings = manifest.get("milvus") or {}
+    alias, collection = settings.get("alias"), settings.get("collection")
+    if not alias or not collection:
+        return
+    uri = actual_uri(settings.get("uri") or LITE_FILE, directory)
+    client = connect(settings, directory)
+    try:
+        calls = _Calls(client, uri, settings.get("token_env"))
+        target = _alias_target(calls, alias)
+        if target == collection or not calls("has_collection", collection):
+            return
+        if target is None:
+            calls("create_alias", collection, alias, collection=collection)
+        else:
+            calls("alter_alias", collection, alias, collection=collection)
+        logger.info("moved the Milvus alias %s onto %s, the collection the index names", alias, collection)
+    finally:
+        client.close()
 
 
 def drop_stale(calls: _Calls, alias: str, keep: set[str | None]) -> None:
@@ -492,6 +517,9 @@ def _passage(row: Mapping[str, Any]) -> Passage:
 
 
 # ------------------------------------------------------------------- filters
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
 def _literal(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -500,7 +528,9 @@ def _literal(value: Any) -> str:
     if isinstance(value, float) and math.isfinite(value):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        # Milvus's string escapes are \\ \" \' \n \r \t (no \u): other characters, control ones
+        # included, stand as they are
+        return '"' + value.translate(_ESCAPES) + '"'
     raise InputError(f"a metadata filter value must be a string, number or true/false, got {value!r}")
 
 
@@ -569,7 +599,9 @@ class MilvusIndex:
         uri = actual_uri(settings.get("uri") or LITE_FILE, directory)
         calls = _Calls(connect(settings, directory), uri, settings.get("token_env"))
         alias = settings["alias"]
-        collection = _alias_target(calls, alias)
+        # the collection the manifest names, not the alias's: a build killed between swapping the
+        # manifest and moving the alias leaves the alias behind, never the manifest
+        collection = settings.get("collection") or _alias_target(calls, alias)
         if collection is None or not calls("has_collection", collection):
             raise IndexMissingError(
                 f"the Milvus collection of the index at {directory} ({alias}) is missing at {_redact(uri)}: "

@@ -72,10 +72,14 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> J
 class _Guard:
     """ASGI middleware: the API key (constant-time compare) and the request body size limit."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int, max_in_flight: int):
         self.app = app
         self.expected = f"Bearer {api_key}".encode() if api_key else None
         self.max_body_bytes = max_body_bytes
+        # Questions being answered or waiting for a thread to answer them: counted here, before the
+        # thread pool (40 threads) where waiting requests would otherwise pile up without a bound.
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,11 +120,19 @@ class _Guard:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        reads = scope["method"] == "POST" and scope["path"] in ("/ask", "/search")
+        if reads and self.in_flight >= self.max_in_flight:
+            busy = _error(503, "too many questions are waiting: retry in a moment", {"Retry-After": "1"})
+            await busy(scope, receive, send)
+            return
+        self.in_flight += reads
         try:
             await self.app(scope, limited, tracking_send)
         except _BodyTooBig:
             if not started:
                 await too_big(scope, receive, send)
+        finally:
+            self.in_flight -= reads
 
 
 class _BodyTooBig(Exception):
@@ -265,7 +277,12 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.add_middleware(_Guard, api_key=config.api_key(), max_body_bytes=config.max_body_bytes)
+    app.add_middleware(
+        _Guard,
+        api_key=config.api_key(),
+        max_body_bytes=config.max_body_bytes,
+        max_in_flight=config.queue_size + config.batch_size,  # a batch being read and a full queue
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
