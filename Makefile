@@ -26,7 +26,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(INSTALL) -e ".[test,milvus]"
+	$(INSTALL) -e ".[test,milvus,ray]"
 	@touch $@
 
 install: $(VENV)/.installed
@@ -49,7 +49,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(INSTALL) -e ".[test,bench]"
 	@touch $@
 
-# Every benchmark, sized to about 35 minutes on a 2-core CPU (serve_load: up to 10 of them a mode); then the README tables. The full
+# Every benchmark, sized to about 40 minutes on a 2-core CPU (serve_load: up to 10 of them a mode); then the README tables. The full
 # scaling curve (10k/50k/200k passages, ~1 h here) is `python bench/scaling.py --data $(DATA)`.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/retrieval_speed.py --data $(DATA) --max-passages 12000
@@ -59,6 +59,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/real_docs.py
 	$(BIN)/python bench/pdf_extract.py
 	$(BIN)/python bench/serve_load.py --data $(DATA)
+	$(BIN)/python bench/distributed.py --data $(DATA)
 	$(BIN)/python bench/report.py
 
 # What a reader training run on a lent GPU machine (no network, 64 MiB in, 16 MiB files out)

@@ -314,6 +314,34 @@ def serve_load(r: dict) -> str:
     )
 
 
+def distributed(r: dict) -> str:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import distributed as distributed_module
+
+    c = r["corpus"]
+    local = r["runs"][0]["passages_per_s"]
+    best = max((run for run in r["runs"][1:]), key=lambda run: run["passages_per_s"], default=None)
+    gain = (
+        f"The fastest Ray build here ran at {best['passages_per_s'] / local:.2f}x the local engine's passages/s "
+        f"({best['workers']} encoder workers on {r['machine']['cores']} cores): on one small machine Ray buys "
+        "little but start-up time; what it gives is the same index from a cluster's CPUs and GPUs."
+        if best
+        else ""
+    )
+    return "\n".join(
+        [
+            f"`{r['command']}` — `ragqa index` in its own process over {c['documents']:,} SQuAD v1.1 train "
+            f"paragraphs, one text file each ({c['passages']:,} passages), from an empty index folder: the local "
+            "engine, then `--engine ray` on a local Ray that the build starts (its start-up included). "
+            f"{_machine(r['machine'])}.",
+            "",
+            distributed_module.table(r),
+            "",
+            gain,
+        ]
+    )
+
+
 # (title, results file, script that writes it, renderer), in the README's order.
 TABLES = (
     ("BM25 and retrieval speed", "retrieval_speed", "retrieval_speed.py", retrieval_speed),
@@ -324,6 +352,7 @@ TABLES = (
     ("Answers on real documents", "real_docs", "real_docs.py", real_docs),
     ("PDF extraction", "pdf_extract", "pdf_extract.py", pdf_extract),
     ("`ragqa serve` under load", "serve_load", "serve_load.py", serve_load),
+    ("Index builds on Ray", "distributed", "distributed.py", distributed),
 )
 
 

@@ -141,6 +141,26 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     metavar="NAME",
     help="The Milvus alias readers search (default: ragqa_<index folder>_<hash of its path>).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(("local", "ray")),
+    default="local",
+    show_default=True,
+    help="Where reading, embedding and BM25 counting run: this process, or Ray (pip install 'ragqa[ray]'; "
+    "a local Ray is started unless --ray-address names a cluster). Both write the same index.",
+)
+@click.option("--ray-address", metavar="ADDRESS", help="Ray cluster to join (auto: the one this machine is in).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Encoder workers on Ray (default: one per GPU asked for, else one per two CPUs).",
+)
+@click.option(
+    "--gpus-per-worker",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="GPUs for each encoder worker on Ray (e.g. 1, or 0.5 to share one between two).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @click.pass_context
 def index_cmd(
@@ -156,6 +176,10 @@ def index_cmd(
     milvus_uri: str | None,
     milvus_token_env: str | None,
     milvus_collection: str | None,
+    engine: str,
+    ray_address: str | None,
+    workers: int | None,
+    gpus_per_worker: float,
     as_json: bool,
 ) -> None:
     """Build or update the index from files and folders.
@@ -187,6 +211,10 @@ def index_cmd(
         milvus_uri=milvus_uri,
         milvus_token_env=milvus_token_env,
         milvus_collection=milvus_collection,
+        engine=engine,
+        ray_address=ray_address,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
     )
     _print_build(report, as_json)
 

@@ -10,6 +10,7 @@ rank-bm25's, at bm25s's speed.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -40,29 +41,48 @@ class BM25Retriever:
 
     @classmethod
     def from_tokens(cls, corpus_tokens: Sequence[Sequence[str]], config: BM25Config = BM25Config()) -> "BM25Retriever":
+        return cls.from_shards([shard_counts(corpus_tokens)], config)
+
+    @classmethod
+    def from_shards(cls, shards: Sequence["ShardCounts"], config: BM25Config = BM25Config()) -> "BM25Retriever":
+        """BM25 over consecutive shards of the corpus, each counted on its own (:func:`shard_counts`).
+
+        Terms are numbered in order of first appearance over the shards,
+        and document frequencies are summed, so the arrays are those of one
+        count over the whole corpus.
+        """
         import bm25s
         from scipy import sparse
 
-        n_docs = len(corpus_tokens)
         vocab: dict[str, int] = {}
-        rows, cols = [], []
-        for doc_index, tokens in enumerate(corpus_tokens):
-            for tok in tokens:
-                rows.append(doc_index)
-                cols.append(vocab.setdefault(tok, len(vocab)))
-        n_terms = max(len(vocab), 1)
+        rows, cols, counts, lengths = [], [], [], []
+        offset = 0
+        for shard in shards:
+            to_global = np.asarray([vocab.setdefault(t, len(vocab)) for t in shard.terms], dtype=np.int64)
+            rows.append(shard.rows.astype(np.int64) + offset)
+            cols.append(to_global[shard.cols] if len(to_global) else shard.cols.astype(np.int64))
+            counts.append(shard.counts.astype(np.float64))
+            lengths.append(shard.doc_len)
+            offset += len(shard.doc_len)
+        n_docs, n_terms = offset, max(len(vocab), 1)
+        df = np.zeros(n_terms, dtype=np.float64)
+        for shard in shards:
+            if len(shard.terms):
+                df[[vocab[t] for t in shard.terms]] += shard.df
         tf = sparse.csc_matrix(
             (
-                np.ones(len(rows), dtype=np.float64),
-                (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)),
+                np.concatenate(counts) if counts else np.zeros(0),
+                (
+                    np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
+                    np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64),
+                ),
             ),
             shape=(max(n_docs, 1), n_terms),
         )
         tf.sum_duplicates()
-        doc_len = np.asarray([len(t) for t in corpus_tokens], dtype=np.float64)
+        doc_len = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.float64)
         avgdl = float(doc_len.mean()) if n_docs and doc_len.sum() > 0 else 1.0
 
-        df = np.diff(tf.indptr).astype(np.float64)
         idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
         if len(vocab):
             floor = config.epsilon * float(idf.sum() / len(idf))
@@ -120,4 +140,40 @@ class BM25Retriever:
         return [self.search(q, k, mask) for q in queries]
 
 
-__all__ = ["BM25Retriever", "top_k"]
+@dataclass
+class ShardCounts:
+    """The BM25 term counts of a run of passages: each (passage, term) once with its count,
+    terms numbered in order of first appearance in the shard."""
+
+    terms: list[str]
+    rows: np.ndarray  # passage within the shard
+    cols: np.ndarray  # term within ``terms``
+    counts: np.ndarray  # occurrences of the term in the passage
+    df: np.ndarray  # passages of the shard holding each term
+    doc_len: np.ndarray  # tokens of each passage
+
+
+def shard_counts(corpus_tokens: Sequence[Sequence[str]]) -> ShardCounts:
+    """Count the terms of ``corpus_tokens`` (one token list per passage)."""
+    vocab: dict[str, int] = {}
+    rows, cols, counts = [], [], []
+    for doc_index, tokens in enumerate(corpus_tokens):
+        seen: dict[int, int] = {}
+        for tok in tokens:
+            term = vocab.setdefault(tok, len(vocab))
+            seen[term] = seen.get(term, 0) + 1
+        rows.extend([doc_index] * len(seen))
+        cols.extend(seen)
+        counts.extend(seen.values())
+    cols_array = np.asarray(cols, dtype=np.int64)
+    return ShardCounts(
+        terms=list(vocab),
+        rows=np.asarray(rows, dtype=np.int64),
+        cols=cols_array,
+        counts=np.asarray(counts, dtype=np.int64),
+        df=np.bincount(cols_array, minlength=len(vocab)).astype(np.float64),
+        doc_len=np.asarray([len(t) for t in corpus_tokens], dtype=np.float64),
+    )
+
+
+__all__ = ["BM25Retriever", "ShardCounts", "shard_counts", "top_k"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from rag_qa.config import SUPPORTED_EXTENSIONS, IndexConfig
 from rag_qa.errors import IndexCorruptError, IndexMissingError, InputError, RagQAError
-from rag_qa.ingest import IngestReport, chunk_document, iter_file_documents, iter_files
+from rag_qa.ingest import IngestReport, iter_files
 from rag_qa.ingest.bounded import ReadLimits
 from rag_qa.retrieval import storage
 from rag_qa.types import Document, Passage
@@ -115,6 +115,10 @@ def build_index(
     milvus_uri: str | None = None,
     milvus_token_env: str | None = None,
     milvus_collection: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0,
 ) -> BuildReport:
     """Build the index in ``directory`` from ``paths``, or update it.
 
@@ -137,247 +141,291 @@ def build_index(
     ``milvus.db`` in the index folder, or a server's URI; ``milvus_token_env``:
     the environment variable holding its token; ``milvus_collection``: the
     alias readers search). Later builds keep the backend the index has.
+
+    ``engine="ray"`` reads, embeds and counts BM25 terms on Ray
+    (``ray_address``: a cluster to join, else a local Ray for this build;
+    ``workers`` encoder actors with ``gpus_per_worker`` GPUs each); the index
+    written is the one a local build writes (see :mod:`rag_qa.retrieval.engines`).
     """
+    from rag_qa.retrieval.engines import make_engine
+
+    directory = Path(directory)
+    storage.check_target(directory)
+    with storage.WriteLock(directory, timeout=wait):
+        runner = make_engine(engine, ray_address, workers, gpus_per_worker)
+        try:
+            return _build(
+                runner,
+                directory,
+                paths,
+                config,
+                encoder,
+                show_progress,
+                prune,
+                remove,
+                follow_links,
+                backend,
+                {"uri": milvus_uri, "token_env": milvus_token_env, "collection": milvus_collection},
+            )
+        finally:
+            runner.close()
+
+
+def _build(
+    runner,
+    directory: Path,
+    paths: Iterable[str | Path] | None,
+    config: IndexConfig | None,
+    encoder: str | Path | None,
+    show_progress: bool,
+    prune: bool,
+    remove: Iterable[str | Path],
+    follow_links: bool | None,
+    backend: str | None,
+    milvus_options: dict[str, str | None],
+) -> BuildReport:
     from tqdm.auto import tqdm
 
     from rag_qa import __version__
     from rag_qa.retrieval.encoder import Encoder
 
-    directory = Path(directory)
-    storage.check_target(directory)
-    with storage.WriteLock(directory, timeout=wait):
-        old = _previous(directory)
-        config = _settings(
-            config, old, backend, {"uri": milvus_uri, "token_env": milvus_token_env, "collection": milvus_collection}
+    old = _previous(directory)
+    config = _settings(config, old, backend, milvus_options)
+    if encoder is not None:
+        config = config.replace(dense={"encoder": str(encoder)})
+    if follow_links is not None:
+        config = config.replace(follow_links=follow_links)
+    roots, excludes = _sources(paths, remove, old["manifest"] if old else {}, prune)
+    if not roots:
+        raise InputError("no documents given: pass the files or folders to index, e.g. `ragqa index docs/`")
+
+    # Sources are stored relative to the folder of the first build, whatever folder later builds run in.
+    source_root = _source_root(old["manifest"] if old else None)
+    dense = config.dense
+    # "auto" embeds passages with torch: indexing ran at 73.7 passages/s with it against 49.9 with
+    # ONNX Runtime float32 (bench/retrieval_speed.py, 2-core bf16 CPU); ONNX Runtime is for
+    # queries, where start-up time counts. The model itself is loaded only if there is text to embed.
+    the_encoder = Encoder(
+        dense.encoder,
+        device=dense.device,
+        batch_size=dense.batch_size,
+        precision=dense.precision,
+        runtime="torch" if dense.runtime == "auto" else dense.runtime,
+    )
+    stored = _stored_settings(config, directory, old)
+    if config.backend == "milvus":
+        from rag_qa.retrieval import milvus
+
+        milvus.check_server(stored["milvus"], directory)
+    stored["dense"]["encoder"] = None if the_encoder.is_default else str(the_encoder.path)
+
+    report = BuildReport(directory=directory, incremental=old is not None)
+    ingest = IngestReport()
+    limits = ReadLimits(
+        max_file_mb=config.max_file_mb,
+        parse_seconds=config.parse_seconds,
+        parse_memory_mb=config.parse_memory_mb,
+        max_pages=config.max_pages,
+        max_chars=config.max_chars,
+    )
+    files = [
+        f
+        for f in iter_files(
+            roots,
+            ingest,
+            skip_hidden=config.skip_hidden,
+            skip_dir=storage.is_index_dir,
+            follow_links=config.follow_links,
         )
-        if encoder is not None:
-            config = config.replace(dense={"encoder": str(encoder)})
-        if follow_links is not None:
-            config = config.replace(follow_links=follow_links)
-        roots, excludes = _sources(paths, remove, old["manifest"] if old else {}, prune)
-        if not roots:
-            raise InputError("no documents given: pass the files or folders to index, e.g. `ragqa index docs/`")
-
-        # Sources are stored relative to the folder of the first build, whatever folder later builds run in.
-        source_root = _source_root(old["manifest"] if old else None)
-        dense = config.dense
-        # "auto" embeds passages with torch: indexing ran at 73.7 passages/s with it against 49.9 with
-        # ONNX Runtime float32 (bench/retrieval_speed.py, 2-core bf16 CPU); ONNX Runtime is for
-        # queries, where start-up time counts. The model itself is loaded only if there is text to embed.
-        the_encoder = Encoder(
-            dense.encoder,
-            device=dense.device,
-            batch_size=dense.batch_size,
-            precision=dense.precision,
-            runtime="torch" if dense.runtime == "auto" else dense.runtime,
-        )
-        stored = _stored_settings(config, directory, old)
-        if config.backend == "milvus":
-            from rag_qa.retrieval import milvus
-
-            milvus.check_server(stored["milvus"], directory)
-        stored["dense"]["encoder"] = None if the_encoder.is_default else str(the_encoder.path)
-
-        report = BuildReport(directory=directory, incremental=old is not None)
-        ingest = IngestReport()
-        limits = ReadLimits(
-            max_file_mb=config.max_file_mb,
-            parse_seconds=config.parse_seconds,
-            parse_memory_mb=config.parse_memory_mb,
-            max_pages=config.max_pages,
-            max_chars=config.max_chars,
-        )
-        files = [
-            f
-            for f in iter_files(
-                roots,
-                ingest,
-                skip_hidden=config.skip_hidden,
-                skip_dir=storage.is_index_dir,
-                follow_links=config.follow_links,
-            )
-            if not any(_under(str(f), e) for e in excludes)
-        ]
-        known = _known_files(old, stored, source_root, __version__)
-        old_passages: dict[str, list[Passage]] | None = None
-        # Documents are chunked as they are read and only their hashes kept,
-        # so a document's text is held once, as its passages.
-        documents: dict[str, dict[str, str]] = {}
-        passages: list[Passage] = []
-        source_files: dict[str, dict[str, Any]] = {}
-        read_from: set[str] = set()
-        for file in tqdm(files, desc="Reading", unit="file", disable=not show_progress):
-            name = str(file)
-            try:
-                stat = file.stat()
-            except OSError:
-                stat = None
-            record = known.get(name)
-            if stat is not None and record is not None and _unchanged(file, stat, record):
-                if old_passages is None:
-                    old_passages = old["load_passages"]()
-                for doc_id in record["documents"]:
-                    documents[doc_id] = old["documents"][doc_id]
-                    passages.extend(old_passages.get(doc_id, ()))
-                source_files[name] = {**record, "mtime_ns": stat.st_mtime_ns}
-                read_from.add(name)
-                continue
-            doc_ids = []
-            for doc in iter_file_documents(file, ingest, limits=limits, source_root=source_root):
-                documents[doc.doc_id] = {"source": doc.source, "sha256": _doc_hash(doc)}
-                passages.extend(chunk_document(doc, config.chunking))
-                doc_ids.append(doc.doc_id)
-                read_from.add(name)
-            if doc_ids and stat is not None:
-                source_files[name] = {
-                    "size": stat.st_size,
-                    "mtime_ns": stat.st_mtime_ns,
-                    "sha256": _file_sha256(file),
-                    "documents": doc_ids,
-                }
-        report.skipped = ingest.skipped
-        report.skip_summary = ingest.summary()
-        empty = [str(p) for p in paths or () if not any(_under(f, str(Path(p).resolve())) for f in read_from)]
-        if not documents or empty:
-            raise InputError(
-                f"no readable documents under {', '.join(empty or [str(p) for p in roots])} "
-                f"(ragqa reads {' '.join(SUPPORTED_EXTENSIONS)}; {ingest.summary() or '0 skipped'}): "
-                "nothing was changed"
-            )
-        if not passages:
-            raise InputError("the documents hold no words to index: nothing was changed")
-
-        _count_changes(report, documents, old)
-        if report.removed > PRUNE_FREELY and not prune:
-            gone = sorted({v["source"] for k, v in old["documents"].items() if k not in documents})
-            raise InputError(
-                f"this build would remove {report.removed} documents no longer found "
-                f"({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}): "
-                "pass --prune to remove them; nothing was changed"
-            )
-        if old and _nothing_changed(
-            report, old["manifest"], stored, roots, excludes, source_root, the_encoder, __version__
-        ):
-            report.up_to_date = True
-            if old["manifest"].get("backend") == "milvus":
-                from rag_qa.retrieval import milvus
-
-                milvus.align_alias(directory, old["manifest"])
-            report.documents, report.passages = len(documents), len(passages)
-            report.reused = len(passages)
-            storage.clean_up(directory, {old["manifest"]["data_dir"]})
-            return report
-
-        texts = [_embed_text(p, config.include_title) for p in passages]
-        vectors, encoder_info = _embed(texts, the_encoder, old, report, show_progress)
-        if config.backend == "milvus":
-            from rag_qa.retrieval import milvus
-
-            manifest = {
-                "format": storage.FORMAT_NAME,
-                "format_version": storage.FORMAT_VERSION,
-                "backend": "milvus",
-                "ragqa_version": __version__,
-                "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "source_root": source_root,
-                "roots": roots,
-                "excludes": excludes,
-                # vocabulary: the terms of ragqa's BM25 tokenizer, which Milvus Lite's standard analyzer matches
-                "counts": {
-                    "documents": len(documents),
-                    "passages": len(passages),
-                    "vocabulary": _vocabulary(texts, config),
-                },
-                "config": stored,
-                "encoder": encoder_info,
-                "milvus": {
-                    "uri": stored["milvus"]["uri"],
-                    "token_env": stored["milvus"]["token_env"],
-                    "alias": stored["milvus"]["collection"],
-                    "index_type": config.milvus.index_type,
-                    "metric": "inner_product",
-                    "timeout": config.milvus.timeout,
-                    "schema": milvus.SCHEMA,
-                },
-            }
-            previous = (old["manifest"].get("milvus") or {}).get("collection") if old else None
-            gen_name = milvus.write_generation(
-                directory,
-                passages,
-                texts,
-                [_key(t) for t in texts],
-                vectors,
-                {
-                    "documents.json": json.dumps(documents, ensure_ascii=False),
-                    SOURCE_FILES: json.dumps(source_files),
-                },
-                manifest,
-                config,
-                previous,
-                show_progress,
-            )
-            storage.clean_up(directory, {gen_name})
-            report.documents, report.passages = len(documents), len(passages)
-            return report
-
-        from rag_qa.retrieval.bm25 import BM25Retriever
-        from rag_qa.retrieval.dense import DenseRetriever, build_faiss, describe_faiss
-
-        bm25 = BM25Retriever.build(texts, config.bm25)
-        faiss_index = build_faiss(vectors, config.dense)
-
-        tmp, gen_name = storage.new_generation(directory)
+        if not any(_under(str(f), e) for e in excludes)
+    ]
+    known = _known_files(old, stored, source_root, __version__)
+    old_passages: dict[str, list[Passage]] | None = None
+    # Documents are chunked as they are read and only their hashes kept,
+    # so a document's text is held once, as its passages.
+    documents: dict[str, dict[str, str]] = {}
+    passages: list[Passage] = []
+    source_files: dict[str, dict[str, Any]] = {}
+    read_from: set[str] = set()
+    plan = []  # (file, stat, the last build's record when the file is unchanged)
+    for file in files:
         try:
-            with open(tmp / "passages.jsonl", "w", encoding="utf-8") as fh:
-                for p in passages:
-                    fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
-            (tmp / "documents.json").write_text(json.dumps(documents, ensure_ascii=False), encoding="utf-8")
-            (tmp / "keys.json").write_text(json.dumps([_key(t) for t in texts]), encoding="utf-8")
-            # ASCII JSON: file names that are not valid UTF-8 (surrogate escapes) come back as they were
-            (tmp / SOURCE_FILES).write_text(json.dumps(source_files), encoding="utf-8")
-            bm25.save(tmp / "bm25")
-            DenseRetriever(faiss_index, vectors, config.dense).save(tmp)
-
-            manifest = {
-                "format": storage.FORMAT_NAME,
-                "format_version": storage.FORMAT_VERSION,
-                "ragqa_version": __version__,
-                "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "source_root": source_root,
-                "roots": roots,
-                "excludes": excludes,
-                "counts": {
-                    "documents": len(documents),
-                    "passages": len(passages),
-                    "vocabulary": len(bm25._engine.vocab_dict),
-                },
-                "config": stored,
-                "encoder": encoder_info,
-                "faiss": {
-                    "type": describe_faiss(faiss_index),
-                    "factory": "Flat" if describe_faiss(faiss_index) == "Flat" else config.dense.faiss_factory,
-                    "ntotal": int(faiss_index.ntotal),
-                    "metric": "inner_product",
-                },
-                "files": storage.checksums(tmp),
+            stat = file.stat()
+        except OSError:
+            stat = None
+        record = known.get(str(file))
+        unchanged = stat is not None and record is not None and _unchanged(file, stat, record)
+        plan.append((file, stat, record if unchanged else None))
+    readings = runner.read(
+        [file for file, _, record in plan if record is None], ingest, limits, source_root, config.chunking
+    )
+    for file, stat, record in tqdm(plan, desc="Reading", unit="file", disable=not show_progress):
+        name = str(file)
+        if record is not None:
+            if old_passages is None:
+                old_passages = old["load_passages"]()
+            for doc_id in record["documents"]:
+                documents[doc_id] = old["documents"][doc_id]
+                passages.extend(old_passages.get(doc_id, ()))
+            source_files[name] = {**record, "mtime_ns": stat.st_mtime_ns}
+            read_from.add(name)
+            continue
+        docs, file_passages, sha256 = next(readings)
+        for doc_id, entry in docs:
+            documents[doc_id] = entry
+        passages.extend(file_passages)
+        doc_ids = [doc_id for doc_id, _ in docs]
+        if doc_ids:
+            read_from.add(name)
+        if doc_ids and stat is not None:
+            source_files[name] = {
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "sha256": sha256,
+                "documents": doc_ids,
             }
-            storage.commit(directory, tmp, gen_name, manifest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        # Superseded generations go, except those a loaded index still holds (see storage.clean_up).
+    report.skipped = ingest.skipped
+    report.skip_summary = ingest.summary()
+    empty = [str(p) for p in paths or () if not any(_under(f, str(Path(p).resolve())) for f in read_from)]
+    if not documents or empty:
+        raise InputError(
+            f"no readable documents under {', '.join(empty or [str(p) for p in roots])} "
+            f"(ragqa reads {' '.join(SUPPORTED_EXTENSIONS)}; {ingest.summary() or '0 skipped'}): "
+            "nothing was changed"
+        )
+    if not passages:
+        raise InputError("the documents hold no words to index: nothing was changed")
+
+    _count_changes(report, documents, old)
+    if report.removed > PRUNE_FREELY and not prune:
+        gone = sorted({v["source"] for k, v in old["documents"].items() if k not in documents})
+        raise InputError(
+            f"this build would remove {report.removed} documents no longer found "
+            f"({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}): "
+            "pass --prune to remove them; nothing was changed"
+        )
+    if old and _nothing_changed(
+        report, old["manifest"], stored, roots, excludes, source_root, the_encoder, __version__
+    ):
+        report.up_to_date = True
+        if old["manifest"].get("backend") == "milvus":
+            from rag_qa.retrieval import milvus
+
+            milvus.align_alias(directory, old["manifest"])
+        report.documents, report.passages = len(documents), len(passages)
+        report.reused = len(passages)
+        storage.clean_up(directory, {old["manifest"]["data_dir"]})
+        return report
+
+    texts = [_embed_text(p, config.include_title) for p in passages]
+    vectors, encoder_info = _embed(texts, the_encoder, old, report, show_progress, runner.encode)
+    if config.backend == "milvus":
+        from rag_qa.retrieval import milvus
+
+        manifest = {
+            "format": storage.FORMAT_NAME,
+            "format_version": storage.FORMAT_VERSION,
+            "backend": "milvus",
+            "ragqa_version": __version__,
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "source_root": source_root,
+            "roots": roots,
+            "excludes": excludes,
+            # vocabulary: the terms of ragqa's BM25 tokenizer, which Milvus Lite's standard analyzer matches
+            "counts": {
+                "documents": len(documents),
+                "passages": len(passages),
+                "vocabulary": _vocabulary(texts, config),
+            },
+            "config": stored,
+            "encoder": encoder_info,
+            "milvus": {
+                "uri": stored["milvus"]["uri"],
+                "token_env": stored["milvus"]["token_env"],
+                "alias": stored["milvus"]["collection"],
+                "index_type": config.milvus.index_type,
+                "metric": "inner_product",
+                "timeout": config.milvus.timeout,
+                "schema": milvus.SCHEMA,
+            },
+        }
+        previous = (old["manifest"].get("milvus") or {}).get("collection") if old else None
+        gen_name = milvus.write_generation(
+            directory,
+            passages,
+            texts,
+            [_key(t) for t in texts],
+            vectors,
+            {
+                "documents.json": json.dumps(documents, ensure_ascii=False),
+                SOURCE_FILES: json.dumps(source_files),
+            },
+            manifest,
+            config,
+            previous,
+            show_progress,
+        )
         storage.clean_up(directory, {gen_name})
-        if old and old["manifest"].get("backend") == "milvus":
-            left = old["manifest"].get("milvus") or {}
-            logger.warning(
-                "the index now uses the built-in backend; its Milvus collection %s (alias %s) at %s is left as it "
-                "was: drop it there once nothing else reads it",
-                left.get("collection"),
-                left.get("alias"),
-                left.get("uri"),
-            )
         report.documents, report.passages = len(documents), len(passages)
         return report
+
+    from rag_qa.retrieval.dense import DenseRetriever, build_faiss, describe_faiss
+
+    bm25 = runner.bm25(texts, config.bm25)
+    faiss_index = build_faiss(vectors, config.dense)
+
+    tmp, gen_name = storage.new_generation(directory)
+    try:
+        with open(tmp / "passages.jsonl", "w", encoding="utf-8") as fh:
+            for p in passages:
+                fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
+        (tmp / "documents.json").write_text(json.dumps(documents, ensure_ascii=False), encoding="utf-8")
+        (tmp / "keys.json").write_text(json.dumps([_key(t) for t in texts]), encoding="utf-8")
+        # ASCII JSON: file names that are not valid UTF-8 (surrogate escapes) come back as they were
+        (tmp / SOURCE_FILES).write_text(json.dumps(source_files), encoding="utf-8")
+        bm25.save(tmp / "bm25")
+        DenseRetriever(faiss_index, vectors, config.dense).save(tmp)
+
+        manifest = {
+            "format": storage.FORMAT_NAME,
+            "format_version": storage.FORMAT_VERSION,
+            "ragqa_version": __version__,
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "source_root": source_root,
+            "roots": roots,
+            "excludes": excludes,
+            "counts": {
+                "documents": len(documents),
+                "passages": len(passages),
+                "vocabulary": len(bm25._engine.vocab_dict),
+            },
+            "config": stored,
+            "encoder": encoder_info,
+            "faiss": {
+                "type": describe_faiss(faiss_index),
+                "factory": "Flat" if describe_faiss(faiss_index) == "Flat" else config.dense.faiss_factory,
+                "ntotal": int(faiss_index.ntotal),
+                "metric": "inner_product",
+            },
+            "files": storage.checksums(tmp),
+        }
+        storage.commit(directory, tmp, gen_name, manifest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # Superseded generations go, except those a loaded index still holds (see storage.clean_up).
+    storage.clean_up(directory, {gen_name})
+    if old and old["manifest"].get("backend") == "milvus":
+        left = old["manifest"].get("milvus") or {}
+        logger.warning(
+            "the index now uses the built-in backend; its Milvus collection %s (alias %s) at %s is left as it "
+            "was: drop it there once nothing else reads it",
+            left.get("collection"),
+            left.get("alias"),
+            left.get("uri"),
+        )
+    report.documents, report.passages = len(documents), len(passages)
+    return report
 
 
 def _file_sha256(file: Path) -> str | None:
@@ -613,7 +661,7 @@ def _count_changes(report: BuildReport, documents: dict[str, dict[str, str]], ol
 
 
 def _embed(
-    texts: list[str], encoder, old: dict[str, Any] | None, report: BuildReport, show_progress: bool
+    texts: list[str], encoder, old: dict[str, Any] | None, report: BuildReport, show_progress: bool, encode=None
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Vectors for every text, reusing the old index's rows for unchanged texts.
     The encoder's model is loaded only when some text has no vector to reuse."""
@@ -645,7 +693,8 @@ def _embed(
     report.reused = len(texts) - len(todo)
     report.embedded = len(todo)
     if todo:
-        vectors[todo] = _encode_with_progress(encoder, [texts[i] for i in todo], show_progress)
+        encode = encode or _encode_with_progress
+        vectors[todo] = encode(encoder, [texts[i] for i in todo], show_progress)
     return vectors, info
 
 
