@@ -158,8 +158,8 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 @click.option(
     "--gpus-per-worker",
     type=click.FloatRange(min=0),
-    default=0,
-    help="GPUs for each encoder worker on Ray (e.g. 1, or 0.5 to share one between two).",
+    help="GPUs for each encoder worker on Ray (default: 1 when the cluster has GPUs, else 0; 0.5 shares one "
+    "between two).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @click.pass_context
@@ -179,7 +179,7 @@ def index_cmd(
     engine: str,
     ray_address: str | None,
     workers: int | None,
-    gpus_per_worker: float,
+    gpus_per_worker: float | None,
     as_json: bool,
 ) -> None:
     """Build or update the index from files and folders.

@@ -73,7 +73,25 @@ def test_ray_options_need_the_ray_engine(tmp_path, docs):
     result = CliRunner().invoke(cli, ["index", str(docs), "--index-dir", str(tmp_path / "i"), "--workers", "2"])
     assert result.exit_code == 1
     assert "--workers applies to --engine ray" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "i").exists()  # nothing made
+
+
+def test_no_cluster_at_the_address_is_a_one_line_error_and_nothing_is_made(tmp_path, docs):
+    assert not ray.is_initialized()
+    result = CliRunner().invoke(
+        cli, ["-q", "index", str(docs), "--index-dir", str(tmp_path / "i"), "--engine", "ray", "--ray-address", "auto"]
+    )
+    assert result.exit_code == 1, result.output
+    line = result.output.strip()
+    assert "Ray could not start or connect at auto" in line and "ray start --head" in line
+    assert "\n" not in line and "Traceback" not in line
     assert not (tmp_path / "i" / "manifest.json").exists()
+
+
+def test_more_gpus_than_the_cluster_has_is_refused(tmp_path, docs):
+    with pytest.raises(InputError, match="needs 2 GPUs, but the Ray cluster has 0"):
+        build_index([docs], tmp_path / "i", show_progress=False, engine="ray", workers=2, gpus_per_worker=1)
+    assert not ray.is_initialized()  # the Ray started to find out is stopped
 
 
 def test_without_ray_installed_the_error_names_the_extra(monkeypatch):

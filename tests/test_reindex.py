@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from rag_qa import Index
 from rag_qa.cli import cli
 from rag_qa.config import IndexConfig
-from rag_qa.retrieval import builder
+from rag_qa.retrieval import engines
 from rag_qa.retrieval.builder import build_index
 
 
@@ -26,13 +26,13 @@ def live_generation(directory):
 def count_reads(monkeypatch):
     """The files each build reads, in a list that the test can inspect."""
     reads = []
-    real = builder.iter_file_documents
+    real = engines.iter_file_documents
 
     def counting(file, *args, **kwargs):
         reads.append(file.name)
         return real(file, *args, **kwargs)
 
-    monkeypatch.setattr(builder, "iter_file_documents", counting)
+    monkeypatch.setattr(engines, "iter_file_documents", counting)
     return reads
 
 

@@ -31,6 +31,11 @@ class LimitExceeded(Exception):
     """A file's parse ran past its time or memory bound."""
 
 
+# How the parsing child starts: forked from this process, or (in a process with threads of its
+# own, such as a Ray worker, where a fork can deadlock) from a fork server.
+START_METHOD = "fork"
+
+
 def _address_space() -> int:
     try:
         with open("/proc/self/statm", encoding="ascii") as fh:
@@ -58,9 +63,9 @@ def run_bounded(fn: Callable[..., Any], args: tuple, seconds: float, memory_mb: 
     """``fn(*args)`` (JSON-serialisable result) in a forked child; :class:`LimitExceeded`
     past ``seconds`` or ``memory_mb``, ``RuntimeError`` with the child's error otherwise.
     Where fork is unavailable, ``fn`` runs in this process without bounds."""
-    if "fork" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows, macOS spawn-only
+    if START_METHOD not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows, macOS spawn-only
         return fn(*args)
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context(START_METHOD)
     parent, child = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(child, fn, args, memory_mb), daemon=True)
     process.start()

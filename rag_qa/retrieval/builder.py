@@ -118,7 +118,7 @@ def build_index(
     engine: str = "local",
     ray_address: str | None = None,
     workers: int | None = None,
-    gpus_per_worker: float = 0,
+    gpus_per_worker: float | None = None,
 ) -> BuildReport:
     """Build the index in ``directory`` from ``paths``, or update it.
 
@@ -150,9 +150,9 @@ def build_index(
     from rag_qa.retrieval.engines import make_engine
 
     directory = Path(directory)
+    runner = make_engine(engine, ray_address, workers, gpus_per_worker)  # bad options fail before anything is made
     storage.check_target(directory)
     with storage.WriteLock(directory, timeout=wait):
-        runner = make_engine(engine, ray_address, workers, gpus_per_worker)
         try:
             return _build(
                 runner,

@@ -15,6 +15,7 @@ arrays, embeddings equal up to floating-point noise.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -22,7 +23,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from rag_qa.config import BM25Config, ChunkingConfig
-from rag_qa.errors import InputError
+from rag_qa.errors import InputError, RagQAError
 from rag_qa.ingest import IngestReport, chunk_document, iter_file_documents
 from rag_qa.ingest.bounded import ReadLimits
 from rag_qa.types import Passage
@@ -113,6 +114,11 @@ def _captured(fn, *args):
 def _read_files(files: list[Path], limits: ReadLimits, source_root: str, chunking: ChunkingConfig):
     """A Ray task: read and chunk ``files``; their readings, the skips and the log records."""
 
+    from rag_qa.ingest import bounded
+
+    if "forkserver" in __import__("multiprocessing").get_all_start_methods():
+        bounded.START_METHOD = "forkserver"  # a Ray worker runs threads: forking it can deadlock
+
     def work():
         ingest = IngestReport()
         return [read_one(f, ingest, limits, source_root, chunking) for f in files], ingest
@@ -132,10 +138,10 @@ def _count_terms(texts: list[str], stopwords: Any):
 class _EncodeActor:
     """A Ray Data actor: loads the encoder once, then embeds batches of texts."""
 
-    def __init__(self, path: str, device: str | None, batch_size: int, precision: str):
+    def __init__(self, path: str, device: str | None, batch_size: int, precision: str, runtime: str):
         from rag_qa.retrieval.encoder import Encoder
 
-        self.encoder = Encoder(path, device=device, batch_size=batch_size, precision=precision, runtime="torch")
+        self.encoder = Encoder(path, device=device, batch_size=batch_size, precision=precision, runtime=runtime)
         self.encoder.warm_up()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -157,24 +163,28 @@ class RayEngine:
     """Reading, embedding and BM25 counting on Ray.
 
     ``address`` joins a running cluster (``"auto"``: the one this machine
-    belongs to); without it a local Ray is started for the build and stopped
-    after it. ``workers`` is how many encoder actors embed (default: one
-    per GPU asked for, else one per two CPUs); each gets ``gpus_per_worker``
-    GPUs and an equal share of the CPUs. Every Ray worker must be able to
-    import ragqa and read the files and the encoder folder at the same paths.
+    belongs to); without it ``ray.init()`` joins the cluster ``RAY_ADDRESS``
+    or ``ray start`` on this machine names, else starts a local Ray for the
+    build and stops it after. A Ray already initialised in this process is
+    used as it is. ``workers`` is how many encoder actors embed (default: one
+    per GPU, else one per two CPUs); each gets ``gpus_per_worker`` GPUs
+    (default: 1 when the cluster has GPUs, else 0: CPUs) and an equal share of
+    the CPUs. Every Ray worker must be able to import ragqa and read the files
+    and the encoder folder at the same paths.
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None, gpus_per_worker: float = 0):
+    def __init__(self, address: str | None = None, workers: int | None = None, gpus_per_worker: float | None = None):
         if workers is not None and workers < 1:
             raise InputError(f"--workers must be 1 or more, got {workers}")
-        if gpus_per_worker < 0:
+        if gpus_per_worker is not None and gpus_per_worker < 0:
             raise InputError(f"--gpus-per-worker must be 0 or more, got {gpus_per_worker}")
         self.ray = _ray()
-        self.address, self.asked_workers, self.gpus_per_worker = address, workers, gpus_per_worker
+        self.address, self.asked_workers, self.asked_gpus = address, workers, gpus_per_worker
         self.started = False
         self.cpus = self.workers = 0
+        self.gpus_per_worker = 0.0
 
     def _start(self) -> None:
         """Join the cluster, or start a local Ray, on first use (an up-to-date index needs neither)."""
@@ -184,24 +194,44 @@ class RayEngine:
         if not ray.is_initialized():
             try:
                 ray.init(address=self.address, include_dashboard=False, logging_level=logging.ERROR)
-            except ConnectionError as exc:
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                where = f"at {self.address}" if self.address else "here"
                 raise InputError(
-                    f"no Ray cluster at {self.address}: {exc} (start one with `ray start --head`, "
-                    "or leave out --ray-address to run a local Ray for this build)"
+                    f"Ray could not start or connect {where}: {_first_line(exc)} (start a cluster with "
+                    "`ray start --head`, or leave out --ray-address to run a local Ray for this build)"
                 ) from None
             self.started = True
         resources = ray.cluster_resources()
         cpus = max(1, int(resources.get("CPU", 1)))
-        gpus = int(resources.get("GPU", 0))
-        if self.gpus_per_worker and gpus < self.gpus_per_worker:
+        gpus = float(resources.get("GPU", 0))
+        # GPUs when the cluster has them, unless told otherwise
+        per = self.asked_gpus if self.asked_gpus is not None else (1.0 if gpus >= 1 else 0.0)
+        workers = self.asked_workers or (int(gpus // per) if per else max(1, cpus // 2))
+        if per and workers * per > gpus:
             self.close()
             raise InputError(
-                f"--gpus-per-worker {self.gpus_per_worker:g} but the Ray cluster has {gpus} GPUs: "
-                "leave it out to embed on CPUs"
+                f"{workers} workers x {per:g} GPUs each needs {workers * per:g} GPUs, but the Ray cluster has "
+                f"{gpus:g}: ask for fewer --workers or --gpus-per-worker 0 to embed on CPUs"
             )
-        default = int(gpus // self.gpus_per_worker) if self.gpus_per_worker else max(1, cpus // 2)
-        self.cpus, self.workers = cpus, self.asked_workers or default
-        logger.info("Ray: %d CPUs, %d GPUs; %d encoder workers", cpus, gpus, self.workers)
+        if workers > cpus:
+            self.close()
+            raise InputError(f"--workers {workers} but the Ray cluster has {cpus} CPUs: ask for {cpus} or fewer")
+        self.cpus, self.workers, self.gpus_per_worker = cpus, workers, per
+        logger.info("Ray: %d CPUs, %g GPUs; %d encoder workers, %g GPUs each", cpus, gpus, workers, per)
+
+    def _get(self, ref):
+        """``ray.get``, with a failure inside Ray as one ragqa error rather than a remote traceback."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, RagQAError):
+                raise cause from None
+            what = type(cause).__name__ if cause is not None else type(exc).__name__
+            raise RagQAError(
+                f"a Ray worker failed ({what}: {_first_line(cause or exc)}); "
+                "every node needs ragqa installed and the documents and encoder at the same paths"
+            ) from None
 
     # ---------------------------------------------------------- reading
     def read(
@@ -218,12 +248,19 @@ class RayEngine:
         self._start()
         task = self.ray.remote(_read_files)
         per_task = max(1, min(64, -(-len(files) // (4 * self.cpus))))
-        refs = [
-            task.remote(list(files[i : i + per_task]), limits, source_root, chunking)
-            for i in range(0, len(files), per_task)
-        ]
-        for ref in refs:
-            readings, part, records = self.ray.get(ref)
+        chunks = (list(files[i : i + per_task]) for i in range(0, len(files), per_task))
+        # A bounded window of tasks in flight, each result dropped once taken: the corpus is not
+        # held twice (in Ray's object store and here) while it is read.
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(task.remote(chunk, limits, source_root, chunking))
+            if len(pending) >= 2 * self.cpus:
+                break
+        while pending:
+            readings, part, records = self._get(pending.popleft())
+            following = next(chunks, None)
+            if following is not None:
+                pending.append(task.remote(following, limits, source_root, chunking))
             for record in records:
                 logging.getLogger(record.name).log(record.level, "%s", record.message)
             _merge(ingest, part)
@@ -235,11 +272,21 @@ class RayEngine:
         import ray.data
 
         self._start()
+        # ragqa's bar, not Ray Data's (whose log lines, off a terminal, come every few seconds)
+        context, data_log = ray.data.DataContext.get_current(), logging.getLogger("ray.data")
+        before = context.enable_progress_bars, data_log.level
+        context.enable_progress_bars = False
+        data_log.setLevel(logging.ERROR)
+        try:
+            return self._encode(encoder, texts, show_progress)
+        finally:
+            context.enable_progress_bars = before[0]
+            data_log.setLevel(before[1])
+
+    def _encode(self, encoder, texts: list[str], show_progress: bool) -> np.ndarray:
+        import ray.data
         from tqdm.auto import tqdm
 
-        # ragqa's bar, not Ray Data's (whose log lines, off a terminal, come every few seconds)
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         step = encoder.batch_size * 8
         items = [{"row": i, "text": texts[i]} for i in order]
@@ -247,9 +294,10 @@ class RayEngine:
         dataset = ray.data.from_items(items, override_num_blocks=max(1, blocks))
         settings = {
             "path": str(encoder.path),
-            "device": "cuda" if self.gpus_per_worker else encoder.device,
+            "device": "cuda" if self.gpus_per_worker else "cpu",
             "batch_size": encoder.batch_size,
             "precision": encoder.precision,
+            "runtime": encoder.runtime,
         }
 
         class Encode(_EncodeActor):  # settings bound here: an actor with arguments in the object store can't restart
@@ -267,10 +315,16 @@ class RayEngine:
         out = np.zeros((len(texts), encoder.info().dimension), dtype=np.float32)
         done = np.zeros(len(texts), dtype=bool)
         with tqdm(total=len(texts), desc="Embedding (Ray)", unit="passage", disable=not show_progress) as bar:
-            for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
-                out[batch["row"]] = batch["vector"]
-                done[batch["row"]] = True
-                bar.update(len(batch["row"]))
+            try:
+                for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+                    out[batch["row"]] = batch["vector"]
+                    done[batch["row"]] = True
+                    bar.update(len(batch["row"]))
+            except self.ray.exceptions.RayError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, RagQAError):
+                    raise cause from None
+                raise RagQAError(f"embedding on Ray failed: {_first_line(cause or exc)}") from None
         if not done.all():
             raise RuntimeError(f"Ray returned {int(done.sum())} of {len(texts)} passage vectors")
         return out
@@ -284,12 +338,17 @@ class RayEngine:
         task = self.ray.remote(_count_terms)
         per_shard = max(1, -(-len(texts) // (2 * self.cpus)))
         refs = [task.remote(list(texts[i : i + per_shard]), config.stopwords) for i in range(0, len(texts), per_shard)]
-        return BM25Retriever.from_shards([self.ray.get(ref) for ref in refs], config)
+        return BM25Retriever.from_shards([self._get(ref) for ref in refs], config)
 
     def close(self) -> None:
         if self.started:
             self.ray.shutdown()
             self.started = False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _merge(into: IngestReport, part: IngestReport) -> None:
@@ -304,7 +363,7 @@ def make_engine(
     engine: str = "local",
     ray_address: str | None = None,
     workers: int | None = None,
-    gpus_per_worker: float = 0,
+    gpus_per_worker: float | None = None,
 ):
     """The engine a build runs on: ``"local"`` (this process) or ``"ray"``."""
     if engine not in ENGINES:
@@ -312,11 +371,15 @@ def make_engine(
     if engine == "local":
         given = [
             name
-            for name, value in (("--ray-address", ray_address), ("--workers", workers), ("--gpus-per-worker", None))
+            for name, value in (
+                ("--ray-address", ray_address),
+                ("--workers", workers),
+                ("--gpus-per-worker", gpus_per_worker),
+            )
             if value is not None
         ]
-        if given or gpus_per_worker:
-            raise InputError(f"{', '.join(given or ['--gpus-per-worker'])} applies to --engine ray")
+        if given:
+            raise InputError(f"{', '.join(given)} applies to --engine ray")
         return LocalEngine()
     return RayEngine(ray_address, workers, gpus_per_worker)
 

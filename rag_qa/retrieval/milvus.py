@@ -405,10 +405,19 @@ def write_generation(
         # The alias, for other programs that search the index, follows it.
         storage.commit(directory, tmp, gen_name, manifest)
         committed = True
-        if _alias_target(calls, alias) is None:
-            calls("create_alias", collection, alias, collection=collection)
-        else:
-            calls("alter_alias", collection, alias, collection=collection)
+        try:
+            if _alias_target(calls, alias) is None:
+                calls("create_alias", collection, alias, collection=collection)
+            else:
+                calls("alter_alias", collection, alias, collection=collection)
+        except Exception as exc:  # noqa: BLE001 - the index is updated; only the alias lags
+            logger.warning(
+                "the index now reads %s, but the Milvus alias %s could not be moved onto it (%s): "
+                "the next `ragqa index` moves it",
+                collection,
+                alias,
+                exc,
+            )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if created and not committed:

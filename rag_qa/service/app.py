@@ -113,6 +113,34 @@ class _Guard:
                     raise _BodyTooBig
             return message
 
+        busy = _error(503, "too many questions are waiting: retry in a moment", {"Retry-After": "1"})
+        reads = scope["method"] == "POST" and scope["path"] in ("/ask", "/search")
+        counted = False
+        if reads:
+            # A question is counted once its whole body is in (a client slow to send holds no place),
+            # and before it waits for one of the threads that answer.
+            chunks = []
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                chunks.append(message.get("body", b""))
+                seen += len(chunks[-1])
+                if seen > self.max_body_bytes:
+                    await too_big(scope, receive, send)
+                    return
+                if not message.get("more_body", False):
+                    break
+            if self.in_flight >= self.max_in_flight:
+                await busy(scope, receive, send)
+                return
+            self.in_flight += 1
+            counted = True
+            body = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+            async def limited() -> Message:  # the body read above, then what the client sends next
+                return body.pop() if body else await receive()
+
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -120,19 +148,14 @@ class _Guard:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        reads = scope["method"] == "POST" and scope["path"] in ("/ask", "/search")
-        if reads and self.in_flight >= self.max_in_flight:
-            busy = _error(503, "too many questions are waiting: retry in a moment", {"Retry-After": "1"})
-            await busy(scope, receive, send)
-            return
-        self.in_flight += reads
         try:
             await self.app(scope, limited, tracking_send)
         except _BodyTooBig:
             if not started:
                 await too_big(scope, receive, send)
         finally:
-            self.in_flight -= reads
+            if counted:
+                self.in_flight -= 1
 
 
 class _BodyTooBig(Exception):
