@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,20 @@ from rag_qa.retrieval.tokenize import tokenize  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ENV = dict(os.environ, HF_HUB_OFFLINE="1")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_files_of_our_own():
+    """Ray's sessions and sockets in a folder of these tests (short: socket paths are limited), removed after."""
+    folder = tempfile.mkdtemp(prefix="ray-")
+    before = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = folder
+    yield
+    if before is None:
+        os.environ.pop("RAY_TMPDIR", None)
+    else:
+        os.environ["RAY_TMPDIR"] = before
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def generation(directory: Path) -> tuple[Path, dict]:

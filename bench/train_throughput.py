@@ -1,0 +1,201 @@
+"""Reader training throughput on this machine: windows/s of `ragqa train-reader` under variations.
+
+    python bench/train_throughput.py --data ../shared/data [--steps 20] [--skip 5] [--repeat 1]
+                                     [--variants baseline,seq192,...]
+
+Each variant trains the default base (all-MiniLM-L6-v2) for ``--steps``
+optimizer steps on SQuAD v1.1 train questions through
+:func:`rag_qa.training.reader.train_reader`, in its own process, and times
+every step; throughput is the windows of steps ``skip+1 .. steps`` over their
+time (the first steps, with compilation and warm-up, are left out and timed
+apart). Variants change one thing from the baseline (the shipped recipe's
+settings: 256 tokens, batch 32, bfloat16 autocast where the CPU has it,
+length-grouped batches):
+
+- ``seq192``: ``max_seq_length: 192`` (``doc_stride: 64``): more windows per
+  long question, fewer padded tokens per window; windows/s and questions/s.
+- ``batch64``: batch 64.
+- ``fused_adamw``: ``optim=adamw_torch_fused``.
+- ``freeze_embeddings``: the word embeddings get no gradient.
+- ``compile``: ``torch_compile=True``.
+- ``fp32``: no mixed precision (``precision: fp32``).
+- ``ungrouped``: random batches padded to their longest (``group_by_length: false``).
+
+Only speed is measured here: whether a variant also keeps accuracy needs
+full runs. Variants other than the config keys are applied by patching the
+Trainer's arguments or the model in the child process.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import command, machine, markdown_table, versions  # noqa: E402
+
+VARIANTS = ("baseline", "seq192", "batch64", "fused_adamw", "freeze_embeddings", "compile", "fp32", "ungrouped")
+
+CHILD = r"""
+import json, sys, time
+import transformers
+from rag_qa.training.reader import ReaderTrainConfig, train_reader
+
+variant, data, out, steps, examples = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+settings = dict(max_steps=steps, eval_steps=10**6, eval_examples=16, max_train_examples=examples, logging_steps=10**6,
+                early_stopping_patience=10**6)
+if variant == "seq192":
+    settings.update(max_seq_length=192, doc_stride=64)
+if variant == "batch64":
+    settings.update(batch_size=64)
+if variant == "fp32":
+    settings.update(precision="fp32")
+if variant == "ungrouped":
+    settings.update(group_by_length=False)
+config = ReaderTrainConfig(**settings)
+
+times = []
+
+
+class StepTimer(transformers.TrainerCallback):
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.began = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        times.append(time.perf_counter() - self.began)
+
+
+real_init = transformers.Trainer.__init__
+
+
+def init(self, *args, **kwargs):
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), StepTimer()]
+    targs = kwargs["args"]
+    if variant == "fused_adamw":
+        targs.optim = "adamw_torch_fused"
+    if variant == "compile":
+        targs.torch_compile = True
+    if variant == "freeze_embeddings":
+        kwargs["model"].base_model.embeddings.word_embeddings.weight.requires_grad_(False)
+    real_init(self, *args, **kwargs)
+
+
+transformers.Trainer.__init__ = init
+result = train_reader(data, out, config, show_progress=False)
+print(json.dumps({"step_seconds": times, "train_windows": result["train_windows"],
+                  "train_questions": result["train_questions"] + result["answerless_paragraphs"],
+                  "batch_size": config.batch_size, "max_seq_length": config.max_seq_length}))
+"""
+
+
+def run_variant(variant: str, data: Path, steps: int, examples: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="ragqa-throughput-") as out:
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, variant, str(data), out, str(steps), str(examples)],
+            capture_output=True,
+            text=True,
+        )
+    if done.returncode != 0:
+        return {"variant": variant, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    return {"variant": variant, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def summarise(run: dict, skip: int) -> dict:
+    if "error" in run:
+        return run
+    timed = run["step_seconds"][skip:]
+    windows_per_s = run["batch_size"] * len(timed) / sum(timed)
+    windows_per_question = run["train_windows"] / run["train_questions"]
+    return {
+        **run,
+        "windows_per_s": windows_per_s,
+        "questions_per_s": windows_per_s / windows_per_question,
+        "first_steps_s": sum(run["step_seconds"][:skip]),
+        "windows_per_question": windows_per_question,
+    }
+
+
+def table(result: dict) -> str:
+    base = next((r for r in result["runs"] if r["variant"] == "baseline" and "error" not in r), None)
+    rows = []
+    for r in result["runs"]:
+        if "error" in r:
+            rows.append([r["variant"], "failed: " + r["error"][:80], "", "", "", ""])
+            continue
+        ratio = f"{r['windows_per_s'] / base['windows_per_s']:.2f}x" if base else "-"
+        q_ratio = f"{r['questions_per_s'] / base['questions_per_s']:.2f}x" if base else "-"
+        rows.append(
+            [
+                r["variant"],
+                f"{r['windows_per_s']:.1f}",
+                ratio,
+                f"{r['questions_per_s']:.2f}",
+                q_ratio,
+                f"{r['first_steps_s']:.1f}",
+            ]
+        )
+    header = ["variant", "windows/s", "vs baseline", "questions/s", "vs baseline", f"first {result['skip']} steps s"]
+    return markdown_table(header, rows)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="folder with squad_v1.1/train-v1.1.json.gz")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--skip", type=int, default=5, help="first steps left out of the throughput")
+    parser.add_argument("--examples", type=int, default=1500, help="training questions tokenised per run")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each variant, interleaved")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_throughput.json")
+    args = parser.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}: choose from {', '.join(VARIANTS)}")
+    squad = args.data / "squad_v1.1" / "train-v1.1.json.gz"
+    runs = []
+    for round_ in range(args.repeat):
+        for variant in variants:
+            run = summarise(run_variant(variant, squad, args.steps, args.examples), args.skip)
+            run["round"] = round_
+            runs.append(run)
+            shown = run.get("error") or f"{run['windows_per_s']:.1f} windows/s"
+            print(f"{variant} (round {round_ + 1}): {shown}", file=sys.stderr, flush=True)
+    merged = []
+    for variant in variants:  # the mean over rounds
+        mine = [r for r in runs if r["variant"] == variant and "error" not in r]
+        if not mine:
+            merged.append(next(r for r in runs if r["variant"] == variant))
+            continue
+        first = dict(mine[0])
+        for key in ("windows_per_s", "questions_per_s", "first_steps_s"):
+            first[key] = sum(r[key] for r in mine) / len(mine)
+        first["rounds"] = len(mine)
+        first.pop("step_seconds", None)
+        merged.append(first)
+    result = {
+        "command": command("train_throughput.py", argv),
+        "machine": machine(),
+        "versions": versions("torch", "transformers"),
+        "steps": args.steps,
+        "skip": args.skip,
+        "runs": merged,
+        "all_runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
