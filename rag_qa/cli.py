@@ -357,12 +357,21 @@ def search_cmd(
 
 @cli.command("info")
 @index_dir_option
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Also read every index file against the checksums recorded when it was built (loading checks only "
+    "sizes and counts). Exits 1 naming the first file that differs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def info_cmd(index_dir: Path, as_json: bool) -> None:
+def info_cmd(index_dir: Path, verify: bool, as_json: bool) -> None:
     """Show what the index holds and how it was built."""
     from rag_qa.retrieval.index import Index
 
-    info = Index.load(index_dir).info()
+    index = Index.load(index_dir)
+    info = index.info()
+    if verify:
+        info["verified_bytes"] = index.verify()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -386,6 +395,8 @@ def info_cmd(index_dir: Path, as_json: bool) -> None:
         "version kept for readers still loading it)",
         f"Sources:    {', '.join(info['roots'])}",
     ]
+    if verify:
+        lines.append(f"Verified:   every checksum matches ({info['verified_bytes'] / 2**20:.1f} MiB read)")
     click.echo("\n".join(printable(line, keep_newlines=False) for line in lines))
 
 

@@ -144,6 +144,11 @@ def test_missing_index(tmp_path):
 
 
 def test_corrupt_file_is_named(built_index, tmp_path):
+    """Loading checks sizes and counts (fast); a flipped byte is named by the full check, `ragqa info --verify`."""
+    from click.testing import CliRunner
+
+    from rag_qa.cli import cli
+
     copy = tmp_path / "copy"
     shutil.copytree(built_index.directory, copy)
     folder = storage.data_dir(copy, storage.read_manifest(copy))
@@ -152,13 +157,53 @@ def test_corrupt_file_is_named(built_index, tmp_path):
     data = bytearray(original)
     data[-1] ^= 0xFF
     target.write_bytes(bytes(data))
+    loaded = Index.load(copy)
     with pytest.raises(IndexCorruptError, match="embeddings.npy fails its checksum"):
-        Index.load(copy)
+        loaded.verify()
+    result = CliRunner().invoke(cli, ["info", "--verify", "--index-dir", str(copy)])
+    assert result.exit_code == 1 and "embeddings.npy fails its checksum" in result.output
+    assert len(result.output.strip().splitlines()) == 1
     target.write_bytes(original)
-    assert len(Index.load(copy)) == len(built_index)
+    result = CliRunner().invoke(cli, ["info", "--verify", "--index-dir", str(copy)])
+    assert result.exit_code == 0 and "every checksum matches" in result.output
+    assert Index.load(copy).verify() == sum(f["bytes"] for f in loaded.manifest["files"].values())
     (folder / "passages.jsonl").write_text("")
     with pytest.raises(IndexCorruptError, match="passages.jsonl has 0 bytes"):
         Index.load(copy)
+
+
+def test_passage_offsets_that_do_not_fit_the_file_are_refused_on_load(built_index, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(built_index.directory, copy)
+    folder = storage.data_dir(copy, storage.read_manifest(copy))
+    offsets = np.load(folder / "passages.offsets.npy")
+    np.save(folder / "passages.offsets.npy", np.concatenate([[0], offsets[2:], [offsets[-1]]]))  # same size
+    with pytest.raises(IndexCorruptError, match="could not be read.*offsets.*rebuild it"):
+        Index.load(copy)
+
+
+def test_passages_are_read_in_place(built_index, tmp_path):
+    store = Index.load(built_index.directory).passages
+    first, last = store[0], store[-1]
+    assert list(store) == list(built_index.passages) and store[1:3] == [store[1], store[2]]
+    assert store.get(last.passage_id) == last and store.get(first.passage_id) == first
+    assert store.get("no-such-passage") is None and store.get("x" * 100) is None
+    with pytest.raises(IndexError):
+        store[len(store)]
+    # an index written before the offsets and sources arrays is read by scanning its passages once
+    copy = tmp_path / "copy"
+    shutil.copytree(built_index.directory, copy)
+    manifest = storage.read_manifest(copy)
+    folder = storage.data_dir(copy, manifest)
+    for name in ("passages.offsets.npy", "passages.sources.npy", "sources.json", "passages.ids.npy"):
+        (folder / name).unlink()
+        del manifest["files"][name]
+    manifest["sha256"] = storage.manifest_sha256(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    old = Index.load(copy)
+    assert list(old.passages) == list(store) and old.passage(last.passage_id) == last
+    hits = old.search("dogs wolves", k=3, source="*animals.txt", mode="bm25")
+    assert hits and all(h.passage.source.endswith("animals.txt") for h in hits)
 
 
 def test_newer_format_is_refused(built_index, tmp_path):

@@ -57,11 +57,11 @@ class BM25Retriever:
         vocab: dict[str, int] = {}
         rows, cols, counts, lengths = [], [], [], []
         offset = 0
-        for shard in shards:
-            to_global = np.asarray([vocab.setdefault(t, len(vocab)) for t in shard.terms], dtype=np.int64)
-            rows.append(shard.rows.astype(np.int64) + offset)
-            cols.append(to_global[shard.cols] if len(to_global) else shard.cols.astype(np.int64))
-            counts.append(shard.counts.astype(np.float64))
+        for shard in shards:  # 4-byte rows, terms and counts: a million passages hold tens of millions of entries
+            to_global = np.asarray([vocab.setdefault(t, len(vocab)) for t in shard.terms], dtype=np.int32)
+            rows.append(shard.rows.astype(np.int32) + np.int32(offset))
+            cols.append(to_global[shard.cols] if len(to_global) else shard.cols.astype(np.int32))
+            counts.append(shard.counts.astype(np.float32))
             lengths.append(shard.doc_len)
             offset += len(shard.doc_len)
         n_docs, n_terms = offset, max(len(vocab), 1)
@@ -71,14 +71,15 @@ class BM25Retriever:
                 df[[vocab[t] for t in shard.terms]] += shard.df
         tf = sparse.csc_matrix(
             (
-                np.concatenate(counts) if counts else np.zeros(0),
+                np.concatenate(counts) if counts else np.zeros(0, dtype=np.float32),
                 (
-                    np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
-                    np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64),
+                    np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32),
+                    np.concatenate(cols) if cols else np.zeros(0, dtype=np.int32),
                 ),
             ),
             shape=(max(n_docs, 1), n_terms),
         )
+        del rows, cols, counts
         tf.sum_duplicates()
         doc_len = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.float64)
         avgdl = float(doc_len.mean()) if n_docs and doc_len.sum() > 0 else 1.0
@@ -88,15 +89,19 @@ class BM25Retriever:
             floor = config.epsilon * float(idf.sum() / len(idf))
             idf = np.where(idf < 0, floor, idf)
 
-        doc_of_entry = tf.indices
-        term_of_entry = np.repeat(np.arange(n_terms), np.diff(tf.indptr))
-        freq = tf.data
-        norm = config.k1 * (1 - config.b + config.b * doc_len[doc_of_entry] / avgdl)
-        weights = idf[term_of_entry] * freq * (config.k1 + 1) / (freq + norm)
+        term_of_entry = np.repeat(np.arange(n_terms, dtype=np.int32), np.diff(tf.indptr))
+        weights = np.empty(len(tf.data), dtype=np.float32)
+        step = 1 << 22  # in float64, a slice of entries at a time
+        for start in range(0, len(weights), step):
+            part = slice(start, start + step)
+            freq = tf.data[part].astype(np.float64)
+            norm = config.k1 * (1 - config.b + config.b * doc_len[tf.indices[part]] / avgdl)
+            weights[part] = idf[term_of_entry[part]] * freq * (config.k1 + 1) / (freq + norm)
+        del term_of_entry
 
         engine = bm25s.BM25(k1=config.k1, b=config.b, method="robertson", backend="numpy")
         engine.scores = {
-            "data": weights.astype(np.float32),
+            "data": weights,
             "indices": tf.indices.astype(np.int32),
             "indptr": tf.indptr.astype(np.int64),
             "num_docs": n_docs,
@@ -165,12 +170,12 @@ def shard_counts(corpus_tokens: Sequence[Sequence[str]]) -> ShardCounts:
         rows.extend([doc_index] * len(seen))
         cols.extend(seen)
         counts.extend(seen.values())
-    cols_array = np.asarray(cols, dtype=np.int64)
+    cols_array = np.asarray(cols, dtype=np.int32)
     return ShardCounts(
         terms=list(vocab),
-        rows=np.asarray(rows, dtype=np.int64),
+        rows=np.asarray(rows, dtype=np.int32),
         cols=cols_array,
-        counts=np.asarray(counts, dtype=np.int64),
+        counts=np.asarray(counts, dtype=np.int32),
         df=np.bincount(cols_array, minlength=len(vocab)).astype(np.float64),
         doc_len=np.asarray([len(t) for t in corpus_tokens], dtype=np.float64),
     )

@@ -10,7 +10,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from rag_qa.errors import IndexCorruptError, IndexMissingError, InputError, RagQ
 from rag_qa.ingest import IngestReport, iter_files
 from rag_qa.ingest.bounded import ReadLimits
 from rag_qa.retrieval import storage
+from rag_qa.retrieval.passages import PassageStore, PassageWriter
 from rag_qa.types import Document, Passage
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,34 @@ def _embed_text(p: Passage, include_title: bool) -> str:
     if isinstance(section, str) and section.strip() and section != p.title:
         head.append(section)
     return "\n".join([*head, p.text])
+
+
+class EmbedTexts(Sequence[str]):
+    """What is embedded and BM25-indexed for each passage of a store (:func:`_embed_text`), made when read.
+
+    ``lengths`` (characters of each passage's text) orders work by length without reading the texts.
+    """
+
+    def __init__(self, passages: Sequence[Passage], include_title: bool, lengths: Sequence[int] | None = None):
+        self.passages = passages
+        self.include_title = include_title
+        self.lengths = np.asarray(lengths if lengths is not None else [len(p.text) for p in passages], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        return _embed_text(self.passages[row], self.include_title)
+
+
+def longest_first(texts: Sequence[str]) -> list[int]:
+    """Rows of ``texts``, longest first (batches of similar length pad little)."""
+    lengths = getattr(texts, "lengths", None)
+    if lengths is None:
+        lengths = np.asarray([len(t) for t in texts], dtype=np.int64)
+    return np.argsort(-np.asarray(lengths), kind="stable").tolist()
 
 
 def _key(text: str) -> str:
@@ -240,147 +269,156 @@ def _build(
         if not any(_under(str(f), e) for e in excludes)
     ]
     known = _known_files(old, stored, source_root, __version__)
-    old_passages: dict[str, list[Passage]] | None = None
-    # Documents are chunked as they are read and only their hashes kept,
-    # so a document's text is held once, as its passages.
+    old_passages = None
+    # Documents are chunked as they are read and only their hashes kept; passages are written to the
+    # new generation as they come, so the build holds a key and a few numbers per passage, not its text.
     documents: dict[str, dict[str, str]] = {}
-    passages: list[Passage] = []
-    source_files: dict[str, dict[str, Any]] = {}
-    read_from: set[str] = set()
-    plan = []  # (file, stat, the last build's record when the file is unchanged)
-    for file in files:
-        try:
-            stat = file.stat()
-        except OSError:
-            stat = None
-        record = known.get(str(file))
-        unchanged = stat is not None and record is not None and _unchanged(file, stat, record)
-        plan.append((file, stat, record if unchanged else None))
-    readings = runner.read(
-        [file for file, _, record in plan if record is None], ingest, limits, source_root, config.chunking
-    )
-    for file, stat, record in tqdm(plan, desc="Reading", unit="file", disable=not show_progress):
-        name = str(file)
-        if record is not None:
-            if old_passages is None:
-                old_passages = old["load_passages"]()
-            for doc_id in record["documents"]:
-                documents[doc_id] = old["documents"][doc_id]
-                passages.extend(old_passages.get(doc_id, ()))
-            source_files[name] = {**record, "mtime_ns": stat.st_mtime_ns}
-            read_from.add(name)
-            continue
-        docs, file_passages, sha256 = next(readings)
-        for doc_id, entry in docs:
-            documents[doc_id] = entry
-        passages.extend(file_passages)
-        doc_ids = [doc_id for doc_id, _ in docs]
-        if doc_ids:
-            read_from.add(name)
-        if doc_ids and stat is not None:
-            source_files[name] = {
-                "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
-                "sha256": sha256,
-                "documents": doc_ids,
-            }
-    report.skipped = ingest.skipped
-    report.skip_summary = ingest.summary()
-    empty = [str(p) for p in paths or () if not any(_under(f, str(Path(p).resolve())) for f in read_from)]
-    if not documents or empty:
-        raise InputError(
-            f"no readable documents under {', '.join(empty or [str(p) for p in roots])} "
-            f"(ragqa reads {' '.join(SUPPORTED_EXTENSIONS)}; {ingest.summary() or '0 skipped'}): "
-            "nothing was changed"
-        )
-    if not passages:
-        raise InputError("the documents hold no words to index: nothing was changed")
+    tmp, gen_name = storage.new_generation(directory)
+    writer = None
+    try:
+        writer = PassageWriter(tmp)
+        keys: list[str] = []
 
-    _count_changes(report, documents, old)
-    if report.removed > PRUNE_FREELY and not prune:
-        gone = sorted({v["source"] for k, v in old["documents"].items() if k not in documents})
-        raise InputError(
-            f"this build would remove {report.removed} documents no longer found "
-            f"({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}): "
-            "pass --prune to remove them; nothing was changed"
+        def add(passage: Passage) -> None:
+            writer.add(passage)
+            keys.append(_key(_embed_text(passage, config.include_title)))
+
+        source_files: dict[str, dict[str, Any]] = {}
+        read_from: set[str] = set()
+        plan = []  # (file, stat, the last build's record when the file is unchanged)
+        for file in files:
+            try:
+                stat = file.stat()
+            except OSError:
+                stat = None
+            record = known.get(str(file))
+            unchanged = stat is not None and record is not None and _unchanged(file, stat, record)
+            plan.append((file, stat, record if unchanged else None))
+        readings = runner.read(
+            [file for file, _, record in plan if record is None], ingest, limits, source_root, config.chunking
         )
-    if old and _nothing_changed(
-        report, old["manifest"], stored, roots, excludes, source_root, the_encoder, __version__
-    ):
-        report.up_to_date = True
-        if old["manifest"].get("backend") == "milvus":
+        for file, stat, record in tqdm(plan, desc="Reading", unit="file", disable=not show_progress):
+            name = str(file)
+            if record is not None:
+                if old_passages is None:
+                    old_passages = old["load_passages"]()
+                for doc_id in record["documents"]:
+                    documents[doc_id] = old["documents"][doc_id]
+                    for passage in old_passages.get(doc_id, ()):
+                        add(passage)
+                source_files[name] = {**record, "mtime_ns": stat.st_mtime_ns}
+                read_from.add(name)
+                continue
+            docs, file_passages, sha256 = next(readings)
+            for doc_id, entry in docs:
+                documents[doc_id] = entry
+            for passage in file_passages:
+                add(passage)
+            doc_ids = [doc_id for doc_id, _ in docs]
+            if doc_ids:
+                read_from.add(name)
+            if doc_ids and stat is not None:
+                source_files[name] = {
+                    "size": stat.st_size,
+                    "mtime_ns": stat.st_mtime_ns,
+                    "sha256": sha256,
+                    "documents": doc_ids,
+                }
+        report.skipped = ingest.skipped
+        report.skip_summary = ingest.summary()
+        empty = [str(p) for p in paths or () if not any(_under(f, str(Path(p).resolve())) for f in read_from)]
+        if not documents or empty:
+            raise InputError(
+                f"no readable documents under {', '.join(empty or [str(p) for p in roots])} "
+                f"(ragqa reads {' '.join(SUPPORTED_EXTENSIONS)}; {ingest.summary() or '0 skipped'}): "
+                "nothing was changed"
+            )
+        writer.close()
+        if not keys:
+            raise InputError("the documents hold no words to index: nothing was changed")
+        passages = PassageStore(tmp)
+
+        _count_changes(report, documents, old)
+        if report.removed > PRUNE_FREELY and not prune:
+            gone = sorted({v["source"] for k, v in old["documents"].items() if k not in documents})
+            raise InputError(
+                f"this build would remove {report.removed} documents no longer found "
+                f"({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}): "
+                "pass --prune to remove them; nothing was changed"
+            )
+        if old and _nothing_changed(
+            report, old["manifest"], stored, roots, excludes, source_root, the_encoder, __version__
+        ):
+            report.up_to_date = True
+            if old["manifest"].get("backend") == "milvus":
+                from rag_qa.retrieval import milvus
+
+                milvus.align_alias(directory, old["manifest"])
+            report.documents, report.passages = len(documents), len(passages)
+            report.reused = len(passages)
+            passages.close()
+            storage.clean_up(directory, {old["manifest"]["data_dir"]})
+            return report
+
+        texts = EmbedTexts(passages, config.include_title, writer.lengths)
+        vectors, encoder_info = _embed(texts, keys, tmp, the_encoder, old, report, show_progress, runner.encode)
+        if config.backend == "milvus":
             from rag_qa.retrieval import milvus
 
-            milvus.align_alias(directory, old["manifest"])
-        report.documents, report.passages = len(documents), len(passages)
-        report.reused = len(passages)
-        storage.clean_up(directory, {old["manifest"]["data_dir"]})
-        return report
+            manifest = {
+                "format": storage.FORMAT_NAME,
+                "format_version": storage.FORMAT_VERSION,
+                "backend": "milvus",
+                "ragqa_version": __version__,
+                "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "source_root": source_root,
+                "roots": roots,
+                "excludes": excludes,
+                # vocabulary: the terms of ragqa's BM25 tokenizer, which Milvus Lite's standard analyzer matches
+                "counts": {
+                    "documents": len(documents),
+                    "passages": len(passages),
+                    "vocabulary": _vocabulary(texts, config),
+                },
+                "config": stored,
+                "encoder": encoder_info,
+                "milvus": {
+                    "uri": stored["milvus"]["uri"],
+                    "token_env": stored["milvus"]["token_env"],
+                    "alias": stored["milvus"]["collection"],
+                    "index_type": config.milvus.index_type,
+                    "metric": "inner_product",
+                    "timeout": config.milvus.timeout,
+                    "schema": milvus.SCHEMA,
+                },
+            }
+            previous = (old["manifest"].get("milvus") or {}).get("collection") if old else None
+            gen_name = milvus.write_generation(
+                directory,
+                passages,
+                texts,
+                keys,
+                vectors,
+                {
+                    "documents.json": json.dumps(documents, ensure_ascii=False),
+                    SOURCE_FILES: json.dumps(source_files),
+                },
+                manifest,
+                config,
+                previous,
+                show_progress,
+            )
+            storage.clean_up(directory, {gen_name})
+            report.documents, report.passages = len(documents), len(passages)
+            return report
 
-    texts = [_embed_text(p, config.include_title) for p in passages]
-    vectors, encoder_info = _embed(texts, the_encoder, old, report, show_progress, runner.encode)
-    if config.backend == "milvus":
-        from rag_qa.retrieval import milvus
+        from rag_qa.retrieval.dense import DenseRetriever, build_faiss, describe_faiss
 
-        manifest = {
-            "format": storage.FORMAT_NAME,
-            "format_version": storage.FORMAT_VERSION,
-            "backend": "milvus",
-            "ragqa_version": __version__,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "source_root": source_root,
-            "roots": roots,
-            "excludes": excludes,
-            # vocabulary: the terms of ragqa's BM25 tokenizer, which Milvus Lite's standard analyzer matches
-            "counts": {
-                "documents": len(documents),
-                "passages": len(passages),
-                "vocabulary": _vocabulary(texts, config),
-            },
-            "config": stored,
-            "encoder": encoder_info,
-            "milvus": {
-                "uri": stored["milvus"]["uri"],
-                "token_env": stored["milvus"]["token_env"],
-                "alias": stored["milvus"]["collection"],
-                "index_type": config.milvus.index_type,
-                "metric": "inner_product",
-                "timeout": config.milvus.timeout,
-                "schema": milvus.SCHEMA,
-            },
-        }
-        previous = (old["manifest"].get("milvus") or {}).get("collection") if old else None
-        gen_name = milvus.write_generation(
-            directory,
-            passages,
-            texts,
-            [_key(t) for t in texts],
-            vectors,
-            {
-                "documents.json": json.dumps(documents, ensure_ascii=False),
-                SOURCE_FILES: json.dumps(source_files),
-            },
-            manifest,
-            config,
-            previous,
-            show_progress,
-        )
-        storage.clean_up(directory, {gen_name})
-        report.documents, report.passages = len(documents), len(passages)
-        return report
+        bm25 = runner.bm25(texts, config.bm25)
+        faiss_index = build_faiss(vectors, config.dense)
 
-    from rag_qa.retrieval.dense import DenseRetriever, build_faiss, describe_faiss
-
-    bm25 = runner.bm25(texts, config.bm25)
-    faiss_index = build_faiss(vectors, config.dense)
-
-    tmp, gen_name = storage.new_generation(directory)
-    try:
-        with open(tmp / "passages.jsonl", "w", encoding="utf-8") as fh:
-            for p in passages:
-                fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
         (tmp / "documents.json").write_text(json.dumps(documents, ensure_ascii=False), encoding="utf-8")
-        (tmp / "keys.json").write_text(json.dumps([_key(t) for t in texts]), encoding="utf-8")
+        (tmp / "keys.json").write_text(json.dumps(keys), encoding="utf-8")
         # ASCII JSON: file names that are not valid UTF-8 (surrogate escapes) come back as they were
         (tmp / SOURCE_FILES).write_text(json.dumps(source_files), encoding="utf-8")
         bm25.save(tmp / "bm25")
@@ -409,23 +447,26 @@ def _build(
             },
             "files": storage.checksums(tmp),
         }
+        del faiss_index, vectors
+        passages.close()
         storage.commit(directory, tmp, gen_name, manifest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    # Superseded generations go, except those a loaded index still holds (see storage.clean_up).
-    storage.clean_up(directory, {gen_name})
-    if old and old["manifest"].get("backend") == "milvus":
-        left = old["manifest"].get("milvus") or {}
-        logger.warning(
-            "the index now uses the built-in backend; its Milvus collection %s (alias %s) at %s is left as it "
-            "was: drop it there once nothing else reads it",
-            left.get("collection"),
-            left.get("alias"),
-            left.get("uri"),
-        )
-    report.documents, report.passages = len(documents), len(passages)
-    return report
+        # Superseded generations go, except those a loaded index still holds (see storage.clean_up).
+        storage.clean_up(directory, {gen_name})
+        if old and old["manifest"].get("backend") == "milvus":
+            left = old["manifest"].get("milvus") or {}
+            logger.warning(
+                "the index now uses the built-in backend; its Milvus collection %s (alias %s) at %s is left as it "
+                "was: drop it there once nothing else reads it",
+                left.get("collection"),
+                left.get("alias"),
+                left.get("uri"),
+            )
+        report.documents, report.passages = len(documents), len(passages)
+        return report
+    finally:
+        if writer is not None:
+            writer.abort()
+        shutil.rmtree(tmp, ignore_errors=True)  # renamed into place by a finished build
 
 
 def _file_sha256(file: Path) -> str | None:
@@ -527,14 +568,18 @@ def _stored_settings(config: IndexConfig, directory: Path, old: dict[str, Any] |
     return stored
 
 
-def _old_passages(folder: Path) -> dict[str, list[Passage]]:
-    by_doc: dict[str, list[Passage]] = {}
-    with open(folder / "passages.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                passage = Passage.from_dict(json.loads(line))
-                by_doc.setdefault(passage.doc_id, []).append(passage)
-    return by_doc
+class _OldPassages:
+    """The last build's passages by document, read from its store when asked for (rows kept, not passages)."""
+
+    def __init__(self, store: PassageStore):
+        self.store = store
+        self.rows: dict[str, list[int]] = {}
+        for row, passage in enumerate(store):
+            self.rows.setdefault(passage.doc_id, []).append(row)
+
+    def get(self, doc_id: str, default=()):
+        rows = self.rows.get(doc_id)
+        return default if rows is None else (self.store[row] for row in rows)
 
 
 def _nothing_changed(
@@ -621,7 +666,7 @@ def _previous(directory: Path) -> dict[str, Any] | None:
         "folder": folder,
         "documents": documents,
         "keys": keys,
-        "load_passages": lambda: _old_passages(folder),
+        "load_passages": lambda: _OldPassages(PassageStore(folder)),
         "load_vectors": lambda: np.load(folder / "embeddings.npy", mmap_mode="r", allow_pickle=False),
     }
 
@@ -661,10 +706,19 @@ def _count_changes(report: BuildReport, documents: dict[str, dict[str, str]], ol
 
 
 def _embed(
-    texts: list[str], encoder, old: dict[str, Any] | None, report: BuildReport, show_progress: bool, encode=None
+    texts: Sequence[str],
+    keys: Sequence[str],
+    folder: Path,
+    encoder,
+    old: dict[str, Any] | None,
+    report: BuildReport,
+    show_progress: bool,
+    encode=None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Vectors for every text, reusing the old index's rows for unchanged texts.
-    The encoder's model is loaded only when some text has no vector to reuse."""
+    """Vectors for every text (``keys``: their content hashes), reusing the old
+    index's rows for unchanged texts, written to ``folder/embeddings.npy`` as
+    they come (memory-mapped). The encoder's model is loaded only when some
+    text has no vector to reuse."""
     reuse: dict[str, int] = {}
     old_vectors = None
     old_info = old["manifest"].get("encoder", {}) if old else {}
@@ -680,32 +734,61 @@ def _embed(
     elif old:
         report.note = "encoder changed: every passage re-embedded"
 
-    rows = [reuse.get(_key(text)) for text in texts]
+    rows = [reuse.get(key) for key in keys]
+    del reuse
     todo = [i for i, row in enumerate(rows) if row is None]
     if todo or old_vectors is None:
         info = encoder.info().to_dict()
     else:  # every vector is reused: the recorded encoder, at the path it is found now
         info = {**old_info, "path": str(encoder.path), "default": encoder.is_default}
-    vectors = np.zeros((len(texts), info["dimension"]), dtype=np.float32)
+    vectors = np.lib.format.open_memmap(
+        folder / "embeddings.npy", mode="w+", dtype=np.float32, shape=(len(keys), info["dimension"])
+    )
     kept = [i for i, row in enumerate(rows) if row is not None]
-    if kept:
-        vectors[kept] = old_vectors[[rows[i] for i in kept]]
-    report.reused = len(texts) - len(todo)
+    for start in range(0, len(kept), 65536):  # in slices: the old vectors are memory-mapped too
+        part = kept[start : start + 65536]
+        vectors[part] = old_vectors[[rows[i] for i in part]]
+    report.reused = len(keys) - len(todo)
     report.embedded = len(todo)
     if todo:
         encode = encode or _encode_with_progress
-        vectors[todo] = encode(encoder, [texts[i] for i in todo], show_progress)
+        if len(todo) == len(keys):
+            encode(encoder, texts, show_progress, out=vectors)
+        else:
+            vectors[todo] = encode(encoder, _Rows(texts, todo), show_progress)
     return vectors, info
 
 
-def _encode_with_progress(encoder, texts: list[str], show_progress: bool) -> np.ndarray:
+class _Rows(Sequence[str]):
+    """Some rows of a sequence of texts, as a sequence."""
+
+    def __init__(self, texts: Sequence[str], rows: list[int]):
+        self.texts, self.rows = texts, rows
+        lengths = getattr(texts, "lengths", None)
+        if lengths is not None:
+            self.lengths = np.asarray(lengths)[rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.texts[self.rows[i]]
+
+
+def _encode_with_progress(
+    encoder, texts: Sequence[str], show_progress: bool, out: np.ndarray | None = None
+) -> np.ndarray:
     """Encode longest-first in slices of a few batches, so that batches hold
-    texts of similar length (little padding) and the bar moves in passages."""
+    texts of similar length (little padding) and the bar moves in passages;
+    into ``out`` (a row per text) when given."""
     from tqdm.auto import tqdm
 
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    order = longest_first(texts)
     step = encoder.batch_size * 8
-    out = np.zeros((len(texts), encoder.info().dimension), dtype=np.float32)
+    if out is None:
+        out = np.zeros((len(texts), encoder.info().dimension), dtype=np.float32)
     with tqdm(total=len(texts), desc="Embedding", unit="passage", disable=not show_progress) as bar:
         for start in range(0, len(texts), step):
             rows = order[start : start + step]

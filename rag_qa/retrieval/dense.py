@@ -109,7 +109,12 @@ class DenseRetriever:
         if self.on_gpu:
             index = faiss.index_gpu_to_cpu(index)
         faiss.write_index(index, str(directory / "dense.faiss"))
-        np.save(directory / "embeddings.npy", np.asarray(self.vectors, dtype=np.float32), allow_pickle=False)
+        target = directory / "embeddings.npy"
+        vectors = self.vectors
+        if isinstance(vectors, np.memmap) and vectors.filename and Path(vectors.filename) == target.resolve():
+            vectors.flush()  # written in place as it was filled
+            return
+        np.save(target, np.asarray(vectors, dtype=np.float32), allow_pickle=False)
 
     @classmethod
     def load(cls, directory: Path, config: DenseConfig) -> "DenseRetriever":

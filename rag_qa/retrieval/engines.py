@@ -31,6 +31,7 @@ from rag_qa.types import Passage
 logger = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
+BM25_SHARD = 20_000  # passages counted at a time by a local build
 
 # (doc_id, {"source", "sha256"}) of each document of a file, its passages, the file's sha256
 FileReading = tuple[list[tuple[str, dict[str, str]]], list[Passage], "str | None"]
@@ -64,15 +65,21 @@ class LocalEngine:
         for file in files:
             yield read_one(file, ingest, limits, source_root, chunking)
 
-    def encode(self, encoder, texts: list[str], show_progress: bool) -> np.ndarray:
+    def encode(self, encoder, texts: Sequence[str], show_progress: bool, out: np.ndarray | None = None) -> np.ndarray:
         from rag_qa.retrieval.builder import _encode_with_progress
 
-        return _encode_with_progress(encoder, texts, show_progress)
+        return _encode_with_progress(encoder, texts, show_progress, out=out)
 
     def bm25(self, texts: Sequence[str], config: BM25Config):
-        from rag_qa.retrieval.bm25 import BM25Retriever
+        """BM25 counted a shard of passages at a time, so only one shard's tokens are held."""
+        from rag_qa.retrieval.bm25 import BM25Retriever, shard_counts
+        from rag_qa.retrieval.tokenize import tokenize
 
-        return BM25Retriever.build(texts, config)
+        shards = [
+            shard_counts([tokenize(t, config.stopwords) for t in texts[i : i + BM25_SHARD]])
+            for i in range(0, len(texts), BM25_SHARD)
+        ]
+        return BM25Retriever.from_shards(shards, config)
 
     def close(self) -> None:
         pass
@@ -267,7 +274,7 @@ class RayEngine:
             yield from readings
 
     # ---------------------------------------------------------- embedding
-    def encode(self, encoder, texts: list[str], show_progress: bool) -> np.ndarray:
+    def encode(self, encoder, texts: Sequence[str], show_progress: bool, out: np.ndarray | None = None) -> np.ndarray:
         """Vectors of ``texts`` from a pool of encoder actors, longest texts first (little padding)."""
         import ray.data
 
@@ -278,7 +285,11 @@ class RayEngine:
         context.enable_progress_bars = False
         data_log.setLevel(logging.ERROR)
         try:
-            return self._encode(encoder, texts, show_progress)
+            vectors = self._encode(encoder, texts, show_progress)
+            if out is None:
+                return vectors
+            out[:] = vectors
+            return out
         finally:
             context.enable_progress_bars = before[0]
             data_log.setLevel(before[1])
@@ -287,7 +298,9 @@ class RayEngine:
         import ray.data
         from tqdm.auto import tqdm
 
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        from rag_qa.retrieval.builder import longest_first
+
+        order = longest_first(texts)
         step = encoder.batch_size * 8
         items = [{"row": i, "text": texts[i]} for i in order]
         blocks = min(len(items), max(2 * self.workers, -(-len(items) // step)))  # work for every worker

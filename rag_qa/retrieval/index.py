@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -17,6 +16,7 @@ from rag_qa.models import check_model_dir, check_owned_model_dir
 from rag_qa.retrieval import storage
 from rag_qa.retrieval.bm25 import BM25Retriever
 from rag_qa.retrieval.hybrid import rank_fused, reciprocal_rank_fusion, weighted_fusion
+from rag_qa.retrieval.passages import PassageStore
 from rag_qa.text import check_query
 from rag_qa.types import Passage, ScoredPassage
 
@@ -26,28 +26,28 @@ logger = logging.getLogger(__name__)
 class Index:
     """A built index, loaded from its directory.
 
-    BM25 arrays, the FAISS index and the embeddings are memory-mapped when
-    the index is loaded; the encoder is loaded on the first dense or hybrid
-    search, or by :meth:`warm_up`.
+    Passages, BM25 arrays, the FAISS index and the embeddings are
+    memory-mapped when the index is loaded, so loading adds little memory
+    whatever the corpus size; the encoder is loaded on the first dense or
+    hybrid search, or by :meth:`warm_up`.
     """
 
     def __init__(
         self,
         directory: Path,
         manifest: dict[str, Any],
-        passages: list[Passage],
+        passages: PassageStore,
         bm25: BM25Retriever,
         encoder_path: str | Path | None = None,
     ):
         self.directory = directory
         self.manifest = manifest
-        self.passages = passages
+        self.passages = passages  # a sequence read in place: passages[i] is parsed when asked for
         self.config = IndexConfig.from_dict(manifest["config"])
         self._bm25 = bm25
         self._encoder_path = encoder_path
         self._encoder = None
         self._dense = None
-        self._sources = np.asarray([p.source for p in passages], dtype=object)
         self._hold: storage.GenerationHold | None = None  # set by load: keeps builds from removing the files
 
     # ----------------------------------------------------------------- loading
@@ -63,8 +63,10 @@ class Index:
 
         ``encoder`` overrides the encoder recorded in the manifest; it must be
         the same model (same weights) or dense search is refused.
-        ``verify`` checks every file against the manifest's checksums.
-        ``runtime`` overrides ``dense.runtime`` for encoding queries.
+        ``verify`` checks that every file the manifest lists is there with
+        its size, and that passages, BM25 rows and vectors agree in number;
+        :meth:`verify` (``ragqa info --verify``) also reads every byte
+        against the manifest's checksums. ``runtime`` overrides ``dense.runtime`` for encoding queries.
         """
         directory = Path(directory)
         manifest = storage.read_manifest(directory)
@@ -92,10 +94,10 @@ class Index:
         cls, directory: Path, manifest: dict[str, Any], encoder: str | Path | None, verify: bool, runtime: str | None
     ) -> "Index":
         if verify:
-            storage.verify(directory, manifest)
+            storage.verify(directory, manifest, full=False)
         folder = storage.data_dir(directory, manifest)
         try:
-            passages = _read_passages(folder / "passages.jsonl")
+            passages = PassageStore(folder)
             config = IndexConfig.from_dict(manifest["config"])
             bm25 = BM25Retriever.load(folder / "bm25", config.bm25, mmap=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -103,10 +105,11 @@ class Index:
                 f"index at {directory} could not be read ({type(exc).__name__}: {exc}); "
                 f"{storage.rebuild_hint(directory)}"
             ) from exc
-        if len(passages) != bm25.num_docs:
+        counted = (manifest.get("counts") or {}).get("passages")
+        if len(passages) != bm25.num_docs or (verify and counted != len(passages)):
             raise IndexCorruptError(
-                f"index at {directory} has {len(passages)} passages but {bm25.num_docs} BM25 rows; "
-                f"{storage.rebuild_hint(directory)}"
+                f"index at {directory} has {len(passages)} passages but {bm25.num_docs} BM25 rows "
+                f"(the manifest says {counted}); {storage.rebuild_hint(directory)}"
             )
         index = cls(directory, manifest, passages, bm25, encoder_path=encoder)
         if runtime is not None:
@@ -114,6 +117,18 @@ class Index:
         # Opened now (memory-mapped), not on the first dense search.
         index.dense  # noqa: B018
         return index
+
+    def verify(self) -> int:
+        """Read every file of the index against the manifest's sha256 (what ``ragqa info --verify`` does).
+
+        Raises :class:`~rag_qa.errors.IndexCorruptError` naming the first
+        file that differs; returns the bytes checked.
+        """
+        return storage.verify(self.directory, self.manifest, full=True)
+
+    def passage(self, passage_id: str) -> Passage | None:
+        """The passage with ``passage_id``, or None."""
+        return self.passages.get(passage_id)
 
     def close(self) -> None:
         """Let builds remove this index's generation from disk.
@@ -240,15 +255,17 @@ class Index:
             return None
         mask = np.ones(len(self.passages), dtype=bool)
         if source:
-            mask &= np.fromiter(
-                (fnmatch.fnmatchcase(s, source) for s in self._sources), dtype=bool, count=len(self._sources)
-            )
-        if where:
-            mask &= np.fromiter(
-                (all(p.metadata.get(key) == value for key, value in where.items()) for p in self.passages),
+            mask &= self.passages.source_mask(lambda s: fnmatch.fnmatchcase(s, source))
+        if where:  # metadata is read passage by passage
+            candidates = self.passages if mask.all() else (self.passages[int(i)] for i in np.flatnonzero(mask))
+            rows = np.flatnonzero(mask)
+            keep = np.fromiter(
+                (all(p.metadata.get(key) == value for key, value in where.items()) for p in candidates),
                 dtype=bool,
-                count=len(self.passages),
+                count=len(rows),
             )
+            mask[:] = False
+            mask[rows[keep]] = True
         return mask
 
     # -------------------------------------------------------------------- info
@@ -309,8 +326,3 @@ def _read_and_hold(directory: Path, manifest: dict[str, Any]) -> tuple[dict[str,
             return manifest, hold
         manifest = storage.read_manifest(directory)
     return manifest, None
-
-
-def _read_passages(path: Path) -> list[Passage]:
-    with open(path, encoding="utf-8") as fh:
-        return [Passage.from_dict(json.loads(line)) for line in fh if line.strip()]

@@ -585,6 +585,7 @@ class MilvusIndex:
         self._encoder_path = encoder_path
         self._encoder = None
         self._passages: list[Passage] | None = None
+        self._by_id: dict[str, Passage] | None = None
         self._sources: list[str] | None = None
 
     @classmethod
@@ -604,7 +605,7 @@ class MilvusIndex:
                 f"{directory / storage.MANIFEST} names no Milvus collection; {storage.rebuild_hint(directory)}"
             )
         if verify:
-            storage.verify(directory, manifest)
+            storage.verify(directory, manifest, full=False)
         uri = actual_uri(settings.get("uri") or LITE_FILE, directory)
         calls = _Calls(connect(settings, directory), uri, settings.get("token_env"))
         alias = settings["alias"]
@@ -655,6 +656,16 @@ class MilvusIndex:
         if self._passages is None:
             self._passages = [_passage(r) for r in _read_all(self._calls, self.collection, PASSAGE_FIELDS)]
         return self._passages
+
+    def passage(self, passage_id: str) -> Passage | None:
+        """The passage with ``passage_id``, or None."""
+        if self._by_id is None:
+            self._by_id = {p.passage_id: p for p in self.passages}
+        return self._by_id.get(passage_id)
+
+    def verify(self) -> int:
+        """Read every file of the index folder against the manifest's sha256 (the collection is Milvus's to keep)."""
+        return storage.verify(self.directory, self.manifest, full=True)
 
     def _indexed_sources(self) -> list[str]:
         if self._sources is None:

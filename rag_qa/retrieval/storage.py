@@ -5,7 +5,8 @@
     index/
       manifest.json        format version, counts, settings, encoder, checksums,
                            and ``data_dir``: the generation it describes
-      gen-<id>/            passages.jsonl, documents.json, bm25/, dense.faiss, embeddings.npy,
+      gen-<id>/            passages.jsonl (and its arrays, see :mod:`rag_qa.retrieval.passages`),
+                           documents.json, bm25/, dense.faiss, embeddings.npy,
                            and .readers: the lock a loaded index holds (shared) on its generation
       .lock                held while a build runs
 
@@ -114,12 +115,18 @@ def data_dir(directory: Path, manifest: dict[str, Any]) -> Path:
     return directory / name
 
 
-def verify(directory: Path, manifest: dict[str, Any]) -> None:
-    """Check every file against the manifest's size and sha256."""
+def verify(directory: Path, manifest: dict[str, Any], full: bool = True) -> int:
+    """Check every file the manifest lists against its size and, when ``full``, its sha256.
+
+    Sizes are what loading checks (a truncated, missing or replaced file);
+    checksums read every byte, which ``ragqa info --verify`` and builds do.
+    Returns the bytes checked.
+    """
     folder = data_dir(directory, manifest)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise IndexCorruptError(f"{directory / MANIFEST} lists no files; {rebuild_hint(directory)}")
+    total = 0
     for rel, meta in files.items():
         if not isinstance(rel, str) or not isinstance(meta, dict) or not _inside(rel):
             raise IndexCorruptError(
@@ -134,8 +141,10 @@ def verify(directory: Path, manifest: dict[str, Any]) -> None:
                 f"index file {path} has {size} bytes, the manifest says {meta.get('bytes')} (truncated or replaced); "
                 f"{rebuild_hint(directory)}"
             )
-        if file_sha256(path) != meta.get("sha256"):
+        if full and file_sha256(path) != meta.get("sha256"):
             raise IndexCorruptError(f"index file {path} fails its checksum (corrupted); {rebuild_hint(directory)}")
+        total += size
+    return total
 
 
 def _inside(rel: str) -> bool:

@@ -176,7 +176,6 @@ class _Service:
     def __init__(self, config: ServeConfig):
         self.config = config
         self.qa = RagQA.load(config.index_dir, reader=config.reader, runtime=config.runtime)
-        self.by_id = {p.passage_id: p for p in self.qa.index.passages}
         self.batcher: MicroBatcher[PreparedQuestion, AskResult] | None = None
         self.feedback = FeedbackStore(config.feedback_dir)
         self.ready = threading.Event()
@@ -239,7 +238,6 @@ class _Service:
                 logger.warning("the new index could not be loaded, serving the previous one: %s", exc)
                 return old
             qa = RagQA(index, old.reader)  # the same reader, already warm
-            self.by_id = {p.passage_id: p for p in index.passages}
             self.qa = qa
             self.reloads += 1
             logger.info("index reloaded: %d passages", len(index))
@@ -429,8 +427,7 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
     @app.post("/feedback", response_model=FeedbackResponse, summary="Store the right answer to a question")
     def feedback(body: FeedbackRequest) -> FeedbackResponse:
         _check_question(body.question)
-        service.current()
-        passage = service.by_id.get(body.passage_id)
+        passage = service.current().index.passage(body.passage_id)
         if passage is None:
             raise InputError(
                 f"no passage {body.passage_id!r} in the index: send the passage_id of an answer or a passage read"
