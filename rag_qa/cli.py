@@ -602,6 +602,14 @@ def ask_cmd(
     help="Also pair this many answerless paragraphs of its article with each question (1 = a SQuAD v2.0-style set, "
     "half unanswerable) and report abstention.",
 )
+@click.option(
+    "--answerless-from",
+    type=click.Choice(("article", "retrieved")),
+    default="article",
+    show_default=True,
+    help="Where --answerless paragraphs come from: the question's article, or the paragraphs of other articles that "
+    "BM25 ranks highest for the question.",
+)
 @runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def eval_reader_cmd(
@@ -610,6 +618,7 @@ def eval_reader_cmd(
     limit: int | None,
     held_out: bool,
     answerless: float,
+    answerless_from: str,
     runtime: str | None,
     as_json: bool,
 ) -> None:
@@ -622,7 +631,9 @@ def eval_reader_cmd(
     from rag_qa.reading.reader import Reader
 
     reader = Reader(reader_dir, runtime=runtime or "auto")
-    results = evaluate_reader(reader, data_path, limit=limit, held_out_only=held_out, answerless=answerless)
+    results = evaluate_reader(
+        reader, data_path, limit=limit, held_out_only=held_out, answerless=answerless, answerless_from=answerless_from
+    )
     results["runtime"] = reader.backend
     if as_json:
         click.echo(json.dumps(results, indent=2))

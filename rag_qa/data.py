@@ -225,16 +225,19 @@ def answerless_examples(
                 text = normalised[context] = normalize_answer(context)
             if any(a in text for a in answers):
                 continue
-            negatives.append(
-                QAExample(
-                    qid=f"{e.qid}-neg{taken}",
-                    title=e.title,
-                    context=context,
-                    question=e.question,
-                    answer_texts=(),
-                    answer_starts=(),
-                    is_impossible=True,
-                )
-            )
+            negatives.append(unanswerable(e, f"{e.qid}-neg{taken}", e.title, context))
             taken += 1
     return negatives
+
+
+def unanswerable(question: QAExample, qid: str, title: str, context: str) -> QAExample:
+    """``question`` asked of another paragraph, ``context``, labelled no-answer."""
+    return QAExample(
+        qid=qid,
+        title=title,
+        context=context,
+        question=question.question,
+        answer_texts=(),
+        answer_starts=(),
+        is_impossible=True,
+    )

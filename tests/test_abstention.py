@@ -101,3 +101,28 @@ def test_eval_reader_reports_abstention_on_answerless_paragraphs(tmp_path, tiny_
         .output
     )
     assert "NoAns accuracy" in text and "always abstaining scores EM 50.0" in text
+
+
+@pytest.mark.slow
+def test_eval_reader_can_pair_questions_with_retrieved_paragraphs_of_other_articles(tmp_path, tiny_qa_base):
+    def article(title, context, qid, question, answer):
+        qa = {"id": qid, "question": question, "answers": [{"text": answer, "answer_start": context.find(answer)}]}
+        return {"title": title, "paragraphs": [{"context": context, "qas": [qa]}]}
+
+    data = tmp_path / "squad.json"
+    articles = [
+        article("Anna", "Anna likes the colour red.", "q1", "Which colour does Anna like?", "red"),
+        article("Boris", "Boris, who knows Anna, likes the colour blue.", "q2", "Which colour does Boris like?", "blue"),
+        article("Bees", "Bees keep to their hive in winter.", "q3", "Where do bees stay?", "their hive"),
+    ]
+    data.write_text(json.dumps({"data": articles}))
+
+    def unanswerable(source):
+        args = ["eval-reader", "--data", str(data), "--reader", str(tiny_qa_base), "--answerless", "1"]
+        result = CliRunner().invoke(cli, [*args, "--answerless-from", source, "--json", "--runtime", "torch"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output).get("abstention", {}).get("unanswerable", 0)
+
+    assert unanswerable("article") == 0  # each article has one paragraph: none of its own to pair with
+    # q1 and q2 each meet the other's paragraph (shared words, not its answer); q3 shares no word with either
+    assert unanswerable("retrieved") == 2

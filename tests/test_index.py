@@ -249,6 +249,13 @@ def test_approximate_index_above_the_threshold(tmp_path, write_corpus):
     idx = Index.build([docs], tmp_path / "index", config=config, show_progress=False)
     assert idx.manifest["faiss"]["type"] != "Flat"
     assert sources(idx.search("Which planet is the largest?", k=1, mode="dense")) == ["space.html"]
+    # loaded from disk (graph and vectors mapped from the file): the same index, the same hits
+    loaded = Index.load(tmp_path / "index")
+    assert type(loaded.dense.index) is type(idx.dense.index)
+    for question in ("Which planet is the largest?", "How do I install it?"):
+        built, again = idx.search(question, k=3, mode="dense"), loaded.search(question, k=3, mode="dense")
+        assert [h.passage.passage_id for h in again] == [h.passage.passage_id for h in built]
+        assert [h.score for h in again] == pytest.approx([h.score for h in built], abs=1e-6)
 
 
 def test_the_section_heading_path_is_embedded_after_the_title():

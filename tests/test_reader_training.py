@@ -1,6 +1,7 @@
 import json
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -189,3 +190,43 @@ def test_training_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, tiny_
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert max(float(abs(a[k] - b[k]).max()) for k in a) < 1e-6
+
+
+def test_retrieved_answerless_paragraphs_are_bm25_hits_of_other_articles_that_hold_no_answer():
+    from rag_qa.retrieval.negatives import retrieved_answerless_examples
+
+    def ask(qid, title, context, question, answer):
+        e = _example(qid, title, context, answer)
+        return replace(e, question=question)
+
+    examples = [
+        ask(
+            "a1",
+            "Volcanoes",
+            "Mount Etna is a volcano in Sicily that erupts often.",
+            "Where is the volcano Etna?",
+            "Sicily",
+        ),
+        ask(
+            "b1",
+            "Islands",
+            "Sicily is an island; its volcano draws many visitors.",
+            "What does the volcano draw?",
+            "visitors",
+        ),
+        ask("c1", "Lava", "Volcano lava from Etna cools into basalt rock.", "What does lava cool into?", "basalt"),
+        ask("d1", "Bees", "Bees make honey from nectar.", "What do bees make?", "honey"),
+    ]
+    negatives = retrieved_answerless_examples(examples, per_question=2, seed=0)
+    by_question = {}
+    for n in negatives:
+        assert n.is_impossible and not n.answer_texts
+        by_question.setdefault(n.qid.split("-bm25neg")[0], []).append(n.context)
+    # a1: b1's paragraph mentions Sicily (its answer), so only the lava paragraph is answerless for it
+    assert by_question["a1"] == ["Volcano lava from Etna cools into basalt rock."]
+    assert "Bees make honey from nectar." not in by_question["a1"]  # shares no word with the question
+    for qid, contexts in by_question.items():
+        own = next(e for e in examples if e.qid == qid)
+        assert own.context not in contexts and all(own.answer_texts[0].lower() not in c.lower() for c in contexts)
+    assert "d1" not in by_question  # no other paragraph matches its words
+    assert retrieved_answerless_examples(examples, per_question=0, seed=0) == []

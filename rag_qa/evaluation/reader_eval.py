@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from rag_qa.data import QAExample, answerless_examples, held_out_half, read_squad
+from rag_qa.errors import InputError
 from rag_qa.evaluation.metrics import exact_match, f1, squad_scores
 from rag_qa.reading.reader import Reader
 from rag_qa.reading.scoring import rank_answers
@@ -42,17 +43,29 @@ def evaluate_reader(
     limit: int | None = None,
     held_out_only: bool = False,
     answerless: float = 0.0,
+    answerless_from: str = "article",
 ) -> dict[str, Any]:
     """EM/F1 on gold passages. With ``answerless`` > 0 (or a SQuAD v2.0 file),
-    also pairs questions with answerless paragraphs of their article and
-    reports abstention (:func:`abstention_scores`)."""
+    also pairs questions with answerless paragraphs and reports abstention
+    (:func:`abstention_scores`). ``answerless_from``: ``"article"`` takes
+    other paragraphs of the question's article, ``"retrieved"`` the
+    paragraphs of other articles that BM25 ranks highest for the question
+    (both checked to hold none of its answers)."""
     examples = read_squad(data_path)
     if held_out_only:  # train-reader chooses checkpoints on the other half
         examples = held_out_half(examples, "test")
     if limit:
         examples = examples[:limit]
     answerable = [e for e in examples if not e.is_impossible]
-    unanswerable = [e for e in examples if e.is_impossible] + answerless_examples(answerable, answerless, seed=0)
+    if answerless_from == "article":
+        paired = answerless_examples(answerable, answerless, seed=0)
+    elif answerless_from == "retrieved":
+        from rag_qa.retrieval.negatives import retrieved_answerless_examples
+
+        paired = retrieved_answerless_examples(answerable, answerless, seed=0)
+    else:
+        raise InputError(f"answerless_from must be 'article' or 'retrieved', not {answerless_from!r}")
+    unanswerable = [e for e in examples if e.is_impossible] + paired
     reader.warm_up()
     start = time.perf_counter()
     predictions = predict_with_margin(reader, answerable + unanswerable)

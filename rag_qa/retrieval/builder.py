@@ -365,32 +365,17 @@ def _build(
         if config.backend == "milvus":
             from rag_qa.retrieval import milvus
 
-            manifest = {
-                "format": storage.FORMAT_NAME,
-                "format_version": storage.FORMAT_VERSION,
-                "backend": "milvus",
-                "ragqa_version": __version__,
-                "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "source_root": source_root,
-                "roots": roots,
-                "excludes": excludes,
-                # vocabulary: the terms of ragqa's BM25 tokenizer, which Milvus Lite's standard analyzer matches
-                "counts": {
-                    "documents": len(documents),
-                    "passages": len(passages),
-                    "vocabulary": _vocabulary(texts, config),
-                },
-                "config": stored,
-                "encoder": encoder_info,
-                "milvus": {
-                    "uri": stored["milvus"]["uri"],
-                    "token_env": stored["milvus"]["token_env"],
-                    "alias": stored["milvus"]["collection"],
-                    "index_type": config.milvus.index_type,
-                    "metric": "inner_product",
-                    "timeout": config.milvus.timeout,
-                    "schema": milvus.SCHEMA,
-                },
+            # vocabulary: the terms of ragqa's BM25 tokenizer, which Milvus Lite's standard analyzer matches
+            counts = {"documents": len(documents), "passages": len(passages), "vocabulary": _vocabulary(texts, config)}
+            manifest = _manifest(source_root, roots, excludes, counts, stored, encoder_info, backend="milvus")
+            manifest["milvus"] = {
+                "uri": stored["milvus"]["uri"],
+                "token_env": stored["milvus"]["token_env"],
+                "alias": stored["milvus"]["collection"],
+                "index_type": config.milvus.index_type,
+                "metric": "inner_product",
+                "timeout": config.milvus.timeout,
+                "schema": milvus.SCHEMA,
             }
             previous = (old["manifest"].get("milvus") or {}).get("collection") if old else None
             gen_name = milvus.write_generation(
@@ -424,29 +409,15 @@ def _build(
         bm25.save(tmp / "bm25")
         DenseRetriever(faiss_index, vectors, config.dense).save(tmp)
 
-        manifest = {
-            "format": storage.FORMAT_NAME,
-            "format_version": storage.FORMAT_VERSION,
-            "ragqa_version": __version__,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "source_root": source_root,
-            "roots": roots,
-            "excludes": excludes,
-            "counts": {
-                "documents": len(documents),
-                "passages": len(passages),
-                "vocabulary": len(bm25._engine.vocab_dict),
-            },
-            "config": stored,
-            "encoder": encoder_info,
-            "faiss": {
-                "type": describe_faiss(faiss_index),
-                "factory": "Flat" if describe_faiss(faiss_index) == "Flat" else config.dense.faiss_factory,
-                "ntotal": int(faiss_index.ntotal),
-                "metric": "inner_product",
-            },
-            "files": storage.checksums(tmp),
+        counts = {"documents": len(documents), "passages": len(passages), "vocabulary": len(bm25._engine.vocab_dict)}
+        manifest = _manifest(source_root, roots, excludes, counts, stored, encoder_info)
+        manifest["faiss"] = {
+            "type": describe_faiss(faiss_index),
+            "factory": "Flat" if describe_faiss(faiss_index) == "Flat" else config.dense.faiss_factory,
+            "ntotal": int(faiss_index.ntotal),
+            "metric": "inner_product",
         }
+        manifest["files"] = storage.checksums(tmp)
         del faiss_index, vectors
         passages.close()
         storage.commit(directory, tmp, gen_name, manifest)
@@ -514,6 +485,28 @@ def _known_files(
         and isinstance(record.get("documents"), list)
         and all(doc_id in old["documents"] for doc_id in record["documents"])
     }
+
+
+def _manifest(
+    source_root, roots, excludes, counts: dict[str, int], stored: dict, encoder_info: dict, backend: str | None = None
+) -> dict[str, Any]:
+    """The fields every backend's manifest has; the caller adds its own (``faiss`` or ``milvus``, ``files``)."""
+    from rag_qa import __version__
+
+    manifest: dict[str, Any] = {"format": storage.FORMAT_NAME, "format_version": storage.FORMAT_VERSION}
+    if backend is not None:
+        manifest["backend"] = backend
+    manifest.update(
+        ragqa_version=__version__,
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        source_root=source_root,
+        roots=roots,
+        excludes=excludes,
+        counts=counts,
+        config=stored,
+        encoder=encoder_info,
+    )
+    return manifest
 
 
 def _vocabulary(texts: list[str], config: IndexConfig) -> int:

@@ -118,15 +118,11 @@ class DenseRetriever:
 
     @classmethod
     def load(cls, directory: Path, config: DenseConfig) -> "DenseRetriever":
-        import faiss
 
         path = directory / "dense.faiss"
         try:
             vectors = np.load(directory / "embeddings.npy", mmap_mode="r", allow_pickle=False)
-            try:
-                index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-            except RuntimeError:
-                index = faiss.read_index(str(path))
+            index = _read_mapped(path)
         except (RuntimeError, MemoryError, ValueError, OSError) as exc:
             raise IndexCorruptError(
                 f"{path} or its embeddings could not be read ({type(exc).__name__}); rebuild the index"
@@ -137,6 +133,25 @@ class DenseRetriever:
                 "rebuild the index"
             )
         return cls(index, vectors, config)
+
+
+def _read_mapped(path: Path):
+    """The FAISS index at ``path``, its vectors and graph mapped from the file
+    rather than read into memory where this FAISS can (``IO_FLAG_MMAP_IFC``:
+    flat codes, HNSW neighbours, IVF lists), else memory-mapped inverted
+    lists only, else read whole. The generation's files never change once
+    written, so mapping them is safe."""
+    import faiss
+
+    flags = [faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY]
+    if hasattr(faiss, "IO_FLAG_MMAP_IFC"):
+        flags.insert(0, faiss.IO_FLAG_MMAP_IFC)
+    for flag in flags:
+        try:
+            return faiss.read_index(str(path), flag)
+        except RuntimeError:
+            continue
+    return faiss.read_index(str(path))
 
 
 __all__ = ["DenseRetriever", "build_faiss", "describe_faiss"]

@@ -28,6 +28,7 @@ from rag_qa.data import QAExample, answerless_examples, held_out_role, read_squa
 from rag_qa.errors import InputError, require_extra
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.reading.spans import decode_window
+from rag_qa.retrieval.negatives import retrieved_answerless_examples
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ class ReaderTrainConfig(Config):
     # article that contain none of its answers, labelled no-answer (a fraction draws one
     # with that probability). 0 = SQuAD v1.1 gold paragraphs only.
     negatives_per_question: float = 0.0
+    # Retrieved answerless windows: for each training question, this many of the paragraphs of
+    # *other* articles that BM25 ranks highest for it (within its top 10) and that hold none of
+    # its answers: the wrong passages a retriever shows the reader. 0 = none.
+    retrieved_negatives_per_question: float = 0.0
     eval_examples: Optional[int] = 1000  # held-out questions scored at each evaluation (None = all)
     eval_steps: int = 500
     save_steps: Optional[int] = None  # resumable checkpoints (None = at each evaluation); also on SIGTERM
@@ -71,8 +76,9 @@ class ReaderTrainConfig(Config):
             raise InputError(
                 f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length})"
             )
-        if self.negatives_per_question < 0:
-            raise InputError(f"negatives_per_question must be 0 or more, got {self.negatives_per_question}")
+        for key in ("negatives_per_question", "retrieved_negatives_per_question"):
+            if getattr(self, key) < 0:
+                raise InputError(f"{key} must be 0 or more, got {getattr(self, key)}")
         return self
 
 
@@ -277,6 +283,10 @@ def train_reader(
     pool = train_examples
     train_examples = choose_training_questions(train_examples, config)
     negatives = answerless_examples(train_examples, config.negatives_per_question, config.seed, pool=pool)
+    retrieved = retrieved_answerless_examples(
+        train_examples, config.retrieved_negatives_per_question, config.seed + 1, pool=pool
+    )
+    negatives += retrieved
     eval_examples = eval_all
     if config.eval_examples and len(eval_all) > config.eval_examples:
         eval_examples = random.Random(config.seed + 1).sample(eval_all, config.eval_examples)
@@ -397,6 +407,7 @@ def train_reader(
         "eval_source": eval_source,
         "train_questions": len(train_examples),
         "answerless_paragraphs": len(negatives),
+        "retrieved_answerless_paragraphs": len(retrieved),
         "train_windows": n_features,
         "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch,
@@ -429,6 +440,8 @@ def write_model_card(out_dir: Path, results: dict[str, Any], train_path: str | P
     )
     if results.get("answerless_paragraphs"):
         data += f", {results['answerless_paragraphs']:,} answerless paragraphs"
+        if results.get("retrieved_answerless_paragraphs"):
+            data += f" ({results['retrieved_answerless_paragraphs']:,} of them retrieved by BM25 from other articles)"
     steps = (
         f"{results['steps']:,} ({results['epochs']:.2f} epochs), batch {cfg['batch_size']}, learning rate "
         f"{cfg['learning_rate']}, on {results['device']} in {results['train_seconds'] / 60:.0f} min"
