@@ -112,7 +112,9 @@ def test_eval_reader_can_pair_questions_with_retrieved_paragraphs_of_other_artic
     data = tmp_path / "squad.json"
     articles = [
         article("Anna", "Anna likes the colour red.", "q1", "Which colour does Anna like?", "red"),
-        article("Boris", "Boris, who knows Anna, likes the colour blue.", "q2", "Which colour does Boris like?", "blue"),
+        article(
+            "Boris", "Boris, who knows Anna, likes the colour blue.", "q2", "Which colour does Boris like?", "blue"
+        ),
         article("Bees", "Bees keep to their hive in winter.", "q3", "Where do bees stay?", "their hive"),
     ]
     data.write_text(json.dumps({"data": articles}))
