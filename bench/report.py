@@ -362,6 +362,7 @@ TABLES = (
     ("Scaling and memory", "scaling", "scaling.py", scaling),
     ("Scaling at `make bench` size", "scaling_quick", "scaling.py", lambda r: scaling(r, "scaling_quick")),
     ("Scaling to a million passages", "scaling_1m", "scaling.py", lambda r: scaling(r, "scaling_1m")),
+    ("Loading 200,000 passages", "scaling_200k", "scaling.py", lambda r: scaling(r, "scaling_200k")),
     ("Answers on real documents", "real_docs", "real_docs.py", real_docs),
     ("PDF extraction", "pdf_extract", "pdf_extract.py", pdf_extract),
     ("`ragqa serve` under load", "serve_load", "serve_load.py", serve_load),
