@@ -104,6 +104,29 @@ def test_train_reader_continues_from_a_float16_reader(tmp_path, tiny_qa_base):
     assert all(math.isfinite(h["loss"]) for h in results["log_history"] if "loss" in h)
 
 
+def test_train_reader_adds_retrieved_answerless_paragraphs_of_other_articles(tmp_path, tiny_qa_base):
+    first, second = make_squad(tmp_path / "a.json", 12, seed=5), make_squad(tmp_path / "b.json", 12, seed=6)
+    articles = json.loads(first.read_text())["data"] + json.loads(second.read_text())["data"]
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps({"version": "1.1", "data": articles}))
+    config = ReaderTrainConfig(
+        base=str(tiny_qa_base),
+        max_seq_length=64,
+        doc_stride=32,
+        batch_size=8,
+        max_steps=1,
+        eval_steps=1,
+        precision="fp32",
+        eval_examples=4,
+        retrieved_negatives_per_question=1.0,
+    )
+    results = train_reader(train, tmp_path / "reader", config, eval_path=first, show_progress=False)
+    # every question names a person who appears in the other article's paragraphs, with other colours
+    assert 0 < results["retrieved_answerless_paragraphs"] == results["answerless_paragraphs"]
+    assert results["train_windows"] >= results["train_questions"] + results["retrieved_answerless_paragraphs"]
+    assert "retrieved by BM25 from other articles" in (tmp_path / "reader" / "README.md").read_text()
+
+
 def _example(qid, title, context, answer):
     from rag_qa.data import QAExample
 

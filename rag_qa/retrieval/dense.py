@@ -118,7 +118,6 @@ class DenseRetriever:
 
     @classmethod
     def load(cls, directory: Path, config: DenseConfig) -> "DenseRetriever":
-
         path = directory / "dense.faiss"
         try:
             vectors = np.load(directory / "embeddings.npy", mmap_mode="r", allow_pickle=False)
