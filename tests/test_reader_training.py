@@ -253,3 +253,27 @@ def test_retrieved_answerless_paragraphs_are_bm25_hits_of_other_articles_that_ho
         assert own.context not in contexts and all(own.answer_texts[0].lower() not in c.lower() for c in contexts)
     assert "d1" not in by_question  # no other paragraph matches its words
     assert retrieved_answerless_examples(examples, per_question=0, seed=0) == []
+
+
+def test_frozen_word_embeddings_stay_as_they_were_while_the_rest_trains(tmp_path, tiny_qa_base):
+    from safetensors.numpy import load_file
+
+    train = make_squad(tmp_path / "train.json", 24, seed=8)
+    config = ReaderTrainConfig(
+        base=str(tiny_qa_base),
+        max_seq_length=64,
+        doc_stride=32,
+        batch_size=8,
+        max_steps=2,
+        eval_steps=2,
+        learning_rate=1e-3,
+        precision="fp32",
+        eval_examples=4,
+        freeze_word_embeddings=True,
+    )
+    train_reader(train, tmp_path / "reader", config, eval_path=train, show_progress=False)
+    before = load_file(str(tiny_qa_base / "model.safetensors"))
+    after = load_file(str(tmp_path / "reader" / "model.safetensors"))
+    word = next(k for k in after if k.endswith("word_embeddings.weight"))
+    assert (after[word] == before[word]).all()
+    assert any((after[k] != before[k]).any() for k in after if k.startswith("qa_outputs"))
