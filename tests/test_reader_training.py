@@ -13,6 +13,12 @@ COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white"
 NAMES = ["Anna", "Boris", "Chen", "Dara", "Emil", "Fatima", "Goran", "Hana"]
 
 
+def tiny_config(base, **settings) -> ReaderTrainConfig:
+    """A few steps on 64-token windows of the tiny base, in float32."""
+    defaults = dict(max_seq_length=64, doc_stride=32, batch_size=8, precision="fp32", eval_examples=4)
+    return ReaderTrainConfig(base=str(base), **{**defaults, **settings})
+
+
 def make_squad(path, n, seed):
     """Questions whose answer is always the colour in 'X likes the colour C.'"""
     rng = random.Random(seed)
@@ -109,17 +115,7 @@ def test_train_reader_adds_retrieved_answerless_paragraphs_of_other_articles(tmp
     articles = json.loads(first.read_text())["data"] + json.loads(second.read_text())["data"]
     train = tmp_path / "train.json"
     train.write_text(json.dumps({"version": "1.1", "data": articles}))
-    config = ReaderTrainConfig(
-        base=str(tiny_qa_base),
-        max_seq_length=64,
-        doc_stride=32,
-        batch_size=8,
-        max_steps=1,
-        eval_steps=1,
-        precision="fp32",
-        eval_examples=4,
-        retrieved_negatives_per_question=1.0,
-    )
+    config = tiny_config(tiny_qa_base, max_steps=1, eval_steps=1, retrieved_negatives_per_question=1.0)
     results = train_reader(train, tmp_path / "reader", config, eval_path=first, show_progress=False)
     # every question names a person who appears in the other article's paragraphs, with other colours
     assert 0 < results["retrieved_answerless_paragraphs"] == results["answerless_paragraphs"]
@@ -176,17 +172,8 @@ def test_training_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, tiny_
     from rag_qa.training import reader as training
 
     train = make_squad(tmp_path / "train.json", 96, seed=4)
-    config = ReaderTrainConfig(
-        base=str(tiny_qa_base),
-        max_seq_length=64,
-        doc_stride=32,
-        batch_size=8,
-        max_steps=8,
-        eval_steps=100,
-        logging_steps=1,
-        precision="fp32",
-        eval_examples=8,
-        negatives_per_question=0.5,
+    config = tiny_config(
+        tiny_qa_base, max_steps=8, eval_steps=100, logging_steps=1, eval_examples=8, negatives_per_question=0.5
     )
     straight = train_reader(train, tmp_path / "straight", config, eval_path=train, show_progress=False)
     assert straight["steps"] == 8
@@ -259,18 +246,7 @@ def test_frozen_word_embeddings_stay_as_they_were_while_the_rest_trains(tmp_path
     from safetensors.numpy import load_file
 
     train = make_squad(tmp_path / "train.json", 24, seed=8)
-    config = ReaderTrainConfig(
-        base=str(tiny_qa_base),
-        max_seq_length=64,
-        doc_stride=32,
-        batch_size=8,
-        max_steps=2,
-        eval_steps=2,
-        learning_rate=1e-3,
-        precision="fp32",
-        eval_examples=4,
-        freeze_word_embeddings=True,
-    )
+    config = tiny_config(tiny_qa_base, max_steps=2, eval_steps=2, learning_rate=1e-3, freeze_word_embeddings=True)
     train_reader(train, tmp_path / "reader", config, eval_path=train, show_progress=False)
     before = load_file(str(tiny_qa_base / "model.safetensors"))
     after = load_file(str(tmp_path / "reader" / "model.safetensors"))
