@@ -113,6 +113,9 @@ def test_train_reader_continues_from_a_float16_reader(tmp_path, tiny_qa_base):
 def test_train_reader_adds_retrieved_answerless_paragraphs_of_other_articles(tmp_path, tiny_qa_base):
     first, second = make_squad(tmp_path / "a.json", 12, seed=5), make_squad(tmp_path / "b.json", 12, seed=6)
     articles = json.loads(first.read_text())["data"] + json.loads(second.read_text())["data"]
+    for paragraph in articles[1]["paragraphs"]:  # question ids unique across the two
+        for qa in paragraph["qas"]:
+            qa["id"] = "b-" + qa["id"]
     train = tmp_path / "train.json"
     train.write_text(json.dumps({"version": "1.1", "data": articles}))
     config = tiny_config(tiny_qa_base, max_steps=1, eval_steps=1, retrieved_negatives_per_question=1.0)
@@ -240,6 +243,13 @@ def test_retrieved_answerless_paragraphs_are_bm25_hits_of_other_articles_that_ho
         assert own.context not in contexts and all(own.answer_texts[0].lower() not in c.lower() for c in contexts)
     assert "d1" not in by_question  # no other paragraph matches its words
     assert retrieved_answerless_examples(examples, per_question=0, seed=0) == []
+    # twelve paragraphs of its own article match the question better than the other article's one,
+    # yet they take no place among the top hits: the other article's paragraph is still found
+    own = [ask("v0", "Volcanoes", "The Etna volcano erupts in Sicily.", "Which volcano erupts?", "Etna")]
+    own += [ask(f"w{i}", "Volcanoes", f"The Etna volcano erupts again, year {i}.", "When?", f"{i}") for i in range(12)]
+    other = ask("x1", "Rocks", "Basalt comes from a volcano.", "Where is basalt from?", "a volcano")
+    found = retrieved_answerless_examples(own[:1], per_question=1, seed=0, pool=own + [other], depth=10)
+    assert [n.context for n in found] == ["Basalt comes from a volcano."]
 
 
 def test_frozen_word_embeddings_stay_as_they_were_while_the_rest_trains(tmp_path, tiny_qa_base):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+
 from rag_qa.data import QAExample, unanswerable
 from rag_qa.text import normalize_answer
 
@@ -19,8 +21,9 @@ def retrieved_answerless_examples(
     depth: int = 10,
 ) -> list[QAExample]:
     """No-answer examples from BM25: each question paired with the
-    best-ranked paragraphs of *other* articles (among the top ``depth``)
-    whose normalised text holds none of its answers.
+    best-ranked paragraphs of *other* articles (the top ``depth`` of them,
+    its own article left out before ranking) whose normalised text holds
+    none of its answers; fewer where fewer match its words.
 
     ``per_question`` paragraphs per question on average (the fraction draws
     one more with that probability). ``pool`` gives the paragraphs searched
@@ -42,6 +45,8 @@ def retrieved_answerless_examples(
     if not contexts:
         return []
     bm25 = BM25Retriever.build(contexts)
+    article_of: dict[str, int] = {}
+    articles = np.asarray([article_of.setdefault(t, len(article_of)) for t in titles])
     rng = random.Random(seed)
     normalised: dict[int, str] = {}
     negatives = []
@@ -52,13 +57,13 @@ def retrieved_answerless_examples(
         if n == 0:
             continue
         answers = [a for a in (normalize_answer(t) for t in e.answer_texts) if a]
-        rows, _ = bm25.search(e.question, depth)
+        # the question's own article is left out before ranking, so its paragraphs take no place in the top
+        others = articles != article_of.get(e.title, -1)
+        rows, _ = bm25.search(e.question, depth, mask=others)
         taken = 0
         for row in rows.tolist():
             if taken >= n:
                 break
-            if titles[row] == e.title:
-                continue
             text = normalised.get(row)
             if text is None:
                 text = normalised[row] = normalize_answer(contexts[row])

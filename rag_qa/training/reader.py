@@ -56,9 +56,9 @@ class ReaderTrainConfig(Config):
     # article that contain none of its answers, labelled no-answer (a fraction draws one
     # with that probability). 0 = SQuAD v1.1 gold paragraphs only.
     negatives_per_question: float = 0.0
-    # Retrieved answerless windows: for each training question, this many of the paragraphs of
-    # *other* articles that BM25 ranks highest for it (within its top 10) and that hold none of
-    # its answers: the wrong passages a retriever shows the reader. 0 = none.
+    # Retrieved answerless windows: for each training question, up to this many of the paragraphs
+    # of *other* articles that BM25 ranks highest for it (its top 10 of them) and that hold none
+    # of its answers: the wrong passages a retriever shows the reader. 0 = none.
     retrieved_negatives_per_question: float = 0.0
     eval_examples: Optional[int] = 1000  # held-out questions scored at each evaluation (None = all)
     eval_steps: int = 500
