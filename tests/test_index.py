@@ -285,3 +285,30 @@ def test_bm25_finds_a_passage_by_the_words_of_its_section(tmp_path):
     hits = index.search("espresso troubleshooting", k=1, mode="bm25")  # words only in the heading path
     assert hits and hits[0].passage.metadata["section"] == "Manual > Troubleshooting > Espresso"
     assert "Descale" in hits[0].passage.text
+
+
+def test_a_faiss_that_cannot_map_an_index_in_place_falls_back_to_reading_it(tmp_path, monkeypatch):
+    import faiss
+    import numpy as np
+
+    from rag_qa.retrieval import dense
+
+    vectors = np.random.default_rng(0).standard_normal((300, 16)).astype("float32")
+    index = faiss.index_factory(16, "HNSW8,Flat", faiss.METRIC_INNER_PRODUCT)
+    index.add(vectors)
+    path = tmp_path / "dense.faiss"
+    faiss.write_index(index, str(path))
+    expected = index.search(vectors[:5], 3)[1]
+    assert (dense._read_mapped(path).search(vectors[:5], 3)[1] == expected).all()
+
+    real, flags = faiss.read_index, []
+
+    def read_index(name, flag=0):
+        flags.append(flag)
+        if flag:  # as a FAISS would that maps nothing of this index
+            raise RuntimeError("cannot map")
+        return real(name, flag)
+
+    monkeypatch.setattr(faiss, "read_index", read_index)
+    assert (dense._read_mapped(path).search(vectors[:5], 3)[1] == expected).all()
+    assert flags[0] == faiss.IO_FLAG_MMAP_IFC and flags[-1] == 0  # mapped in place first, read whole last
