@@ -60,6 +60,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/pdf_extract.py
 	$(BIN)/python bench/serve_load.py --data $(DATA)
 	$(BIN)/python bench/distributed.py --data $(DATA)
+	$(BIN)/python bench/learning_curve.py
 	$(BIN)/python bench/report.py
 
 # What a reader training run on a lent GPU machine (no network, 64 MiB in, 16 MiB files out)
