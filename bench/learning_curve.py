@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import markdown_table  # noqa: E402
+from common import command, machine, markdown_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # The shipped reader's targets on the test half (gold passage), drawn for scale.
@@ -120,7 +120,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     rows = stages(json.loads((args.reader / "eval_results.json").read_text()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"reader": str(args.reader), "stages": rows}, indent=2) + "\n")
+    result = {
+        "command": command("learning_curve.py", argv),
+        "machine": machine(),
+        "reader": str(args.reader),
+        "stages": rows,
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     plot(rows, args.out.with_suffix(".png"))
     print(table(rows))
     return rows
