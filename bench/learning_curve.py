@@ -113,6 +113,14 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reader", type=Path, default=REPO / "rag_qa" / "resources" / "reader")
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     result = {
         "command": command("learning_curve.py", argv),
         "machine": machine(),
-        "reader": str(args.reader),
+        "reader": _shown(args.reader),
         "stages": rows,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
