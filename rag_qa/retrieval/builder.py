@@ -86,7 +86,19 @@ def _embed_text(p: Passage, include_title: bool) -> str:
     return "\n".join([*head, p.text])
 
 
-class EmbedTexts(Sequence[str]):
+class _LazyTexts(Sequence[str]):
+    """Texts made when read: ``_text(i)`` gives text ``i``; a slice gives a list."""
+
+    def _text(self, row: int) -> str:
+        raise NotImplementedError
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [self._text(i) for i in range(*row.indices(len(self)))]
+        return self._text(row)
+
+
+class EmbedTexts(_LazyTexts):
     """What is embedded and BM25-indexed for each passage of a store (:func:`_embed_text`), made when read.
 
     ``lengths`` (characters of each passage's text) orders work by length without reading the texts.
@@ -100,9 +112,7 @@ class EmbedTexts(Sequence[str]):
     def __len__(self) -> int:
         return len(self.passages)
 
-    def __getitem__(self, row):
-        if isinstance(row, slice):
-            return [self[i] for i in range(*row.indices(len(self)))]
+    def _text(self, row: int) -> str:
         return _embed_text(self.passages[row], self.include_title)
 
 
@@ -509,7 +519,7 @@ def _manifest(
     return manifest
 
 
-def _vocabulary(texts: list[str], config: IndexConfig) -> int:
+def _vocabulary(texts: Sequence[str], config: IndexConfig) -> int:
     from rag_qa.retrieval.tokenize import tokenize
 
     return len({term for text in texts for term in tokenize(text, config.bm25.stopwords)})
@@ -752,7 +762,7 @@ def _embed(
     return vectors, info
 
 
-class _Rows(Sequence[str]):
+class _Rows(_LazyTexts):
     """Some rows of a sequence of texts, as a sequence."""
 
     def __init__(self, texts: Sequence[str], rows: list[int]):
@@ -764,10 +774,8 @@ class _Rows(Sequence[str]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        return self.texts[self.rows[i]]
+    def _text(self, row: int) -> str:
+        return self.texts[self.rows[row]]
 
 
 def _encode_with_progress(

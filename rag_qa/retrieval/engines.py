@@ -285,16 +285,12 @@ class RayEngine:
         context.enable_progress_bars = False
         data_log.setLevel(logging.ERROR)
         try:
-            vectors = self._encode(encoder, texts, show_progress)
-            if out is None:
-                return vectors
-            out[:] = vectors
-            return out
+            return self._encode(encoder, texts, show_progress, out)
         finally:
             context.enable_progress_bars = before[0]
             data_log.setLevel(before[1])
 
-    def _encode(self, encoder, texts: list[str], show_progress: bool) -> np.ndarray:
+    def _encode(self, encoder, texts: Sequence[str], show_progress: bool, out: np.ndarray | None) -> np.ndarray:
         import ray.data
         from tqdm.auto import tqdm
 
@@ -325,7 +321,8 @@ class RayEngine:
             num_cpus=max(1, self.cpus // self.workers) if not self.gpus_per_worker else 1,
             num_gpus=self.gpus_per_worker or None,
         )
-        out = np.zeros((len(texts), encoder.info().dimension), dtype=np.float32)
+        if out is None:
+            out = np.zeros((len(texts), encoder.info().dimension), dtype=np.float32)
         done = np.zeros(len(texts), dtype=bool)
         with tqdm(total=len(texts), desc="Embedding (Ray)", unit="passage", disable=not show_progress) as bar:
             try:

@@ -160,9 +160,10 @@ class PassageStore(Sequence[Passage]):
             order = np.argsort(self._ids, kind="stable")
             self._row_of_id = (np.asarray(self._ids)[order], order)
         ids, order = self._row_of_id
-        key = np.asarray(passage_id.encode("utf-8", "surrogatepass"), dtype=ids.dtype)
-        if len(passage_id.encode("utf-8", "surrogatepass")) > ids.dtype.itemsize:
+        raw = passage_id.encode("utf-8", "surrogatepass")
+        if len(raw) > ids.dtype.itemsize:  # longer than every stored id
             return None
+        key = np.asarray(raw, dtype=ids.dtype)
         at = int(np.searchsorted(ids, key))
         return int(order[at]) if at < len(ids) and ids[at] == key else None
 
