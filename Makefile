@@ -13,7 +13,7 @@ INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-QUESTION ?= How many words does a passage have by default?
+QUESTION ?= What is the default passage size in words?
 DATA     ?= ../shared/data
 
 .PHONY: run test lint install install-test bench gpu-bundle mpnet-base clean

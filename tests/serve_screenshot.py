@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTION = "How many words does a passage have by default?"
+QUESTION = "What is the default passage size in words?"
 
 
 def _free_port() -> int:
