@@ -859,7 +859,8 @@ def tune_reader_cmd(
         f"Tuned {reader_dir}: retriever weight {report['retriever_weight']}, temperature {report['temperature']:.2f}, "
         f"no-answer threshold {report['no_answer_threshold']:.2f}; on {report['questions']['test']} test questions: "
         f"EM {report['test_em_top1']:.1f} (reader alone {report['test_em_reader_only']:.1f}), "
-        f"ECE {report['test_ece_before']:.3f} -> {report['test_ece_after']:.3f}"
+        f"ECE {report['test_ece_before']:.3f} -> {report['test_ece_after']:.3f} "
+        f"(95% interval {report['test_ece_after_95'][0]:.3f}-{report['test_ece_after_95'][1]:.3f})"
     )
 
 

@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,6 +229,15 @@ def answerless_examples(
             negatives.append(unanswerable(e, f"{e.qid}-neg{taken}", e.title, context))
             taken += 1
     return negatives
+
+
+NEGATIVE_SUFFIX = re.compile(r"-(?:bm25)?neg\d+$")
+
+
+def asked_as(qid: str) -> str:
+    """The id of the question an answerless example was made from (``q1-neg0`` -> ``q1``);
+    any other id as it is."""
+    return NEGATIVE_SUFFIX.sub("", qid)
 
 
 def unanswerable(question: QAExample, qid: str, title: str, context: str) -> QAExample:

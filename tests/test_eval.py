@@ -283,3 +283,26 @@ def test_end_to_end_also_reads_without_each_questions_own_paragraph(squad_file, 
     always = Reader(tiny_qa_base, no_answer_threshold=float("-inf"))
     results = run_eval(eval_set, tmp_path / "idx", modes=("bm25",), reader=always, show_progress=False)
     assert results["end_to_end"]["gold_removed"]["abstained"] == 0.0
+
+
+def test_calibration_error_and_its_interval_tell_a_calibrated_confidence_from_an_overconfident_one():
+    import numpy as np
+
+    from rag_qa.evaluation.tune_reader import ece, ece_interval
+
+    rng = np.random.default_rng(3)
+    confidence = rng.uniform(0, 1, 2000)
+    calibrated = (rng.uniform(0, 1, 2000) < confidence).astype(float)
+    error, table = ece(confidence, calibrated)
+    assert error < 0.04 and sum(row["count"] for row in table) == 2000
+    low, high = ece_interval(confidence, calibrated, rounds=200)
+    assert low <= error <= high < 0.06
+
+    overconfident = (rng.uniform(0, 1, 2000) < confidence / 2).astype(float)  # right half as often as it says
+    error = ece(confidence, overconfident)[0]
+    assert error == pytest.approx(0.25, abs=0.03)
+    assert ece_interval(confidence, overconfident, rounds=200)[0] > 0.2
+
+    # fewer questions, a wider interval
+    small = ece_interval(confidence[:200], calibrated[:200], rounds=200)
+    assert small[1] - small[0] > high - low

@@ -263,3 +263,91 @@ def test_frozen_word_embeddings_stay_as_they_were_while_the_rest_trains(tmp_path
     word = next(k for k in after if k.endswith("word_embeddings.weight"))
     assert (after[word] == before[word]).all()
     assert any((after[k] != before[k]).any() for k in after if k.startswith("qa_outputs"))
+
+
+def test_shared_normalization_scores_the_answer_against_every_window_of_its_question():
+    import torch
+
+    from rag_qa.training.reader import shared_normalization_loss
+
+    # question 0: its paragraph's window (answer at token 2) and an answerless window; question 1: one window
+    start = torch.zeros(3, 5)
+    start[0, 2] = 3.0
+    end = start.clone()
+    positions = torch.tensor([2, 0, 2])
+    groups = torch.tensor([0, 0, 1])
+    mask = torch.ones(3, 5, dtype=torch.long)
+    mask[2, 4] = 0  # padding of the last window
+
+    def loss(start_logits):
+        return shared_normalization_loss(start_logits, end, positions, positions, groups, mask).item()
+
+    # one softmax over the 8 non-[CLS] tokens of question 0's two windows, and over question 1's 3
+    q0 = -math.log(math.exp(3) / (math.exp(3) + 7))
+    q1 = -math.log(1 / 3)
+    assert loss(start) == pytest.approx((q0 + q1) / 2, rel=1e-6)
+
+    # a high score in the answerless window raises the loss; per window it would not have counted
+    rival = start.clone()
+    rival[1, 3] = 3.0
+    q0_rival = -math.log(math.exp(3) / (2 * math.exp(3) + 6))
+    assert loss(rival) == pytest.approx((q0_rival + q0 + 2 * q1) / 4, rel=1e-6)  # the end logits did not change
+    # [CLS] (the no-answer, trained per window) and padding are not in the softmax
+    cls = start.clone()
+    cls[:, 0] = 9.0
+    cls[2, 4] = 9.0
+    assert loss(cls) == pytest.approx(loss(start), rel=1e-6)
+    # no question with its answer in the batch: nothing to add
+    none = shared_normalization_loss(start, end, torch.zeros(3, dtype=torch.long), positions * 0, groups, mask)
+    assert none.item() == 0.0
+
+
+def test_group_sampler_keeps_each_question_whole_and_reshuffles_per_epoch():
+    import numpy as np
+
+    from rag_qa.training.reader import GroupSampler
+
+    groups = np.repeat(np.arange(40), np.arange(40) % 3 + 1)  # 1 to 3 windows a question
+    rng = np.random.default_rng(0)
+    rng.shuffle(groups)
+    lengths = rng.integers(20, 64, size=len(groups))
+    sampler = GroupSampler(groups, lengths, batch_size=4, seed=1)
+    first = list(sampler)
+    assert sorted(first) == list(range(len(groups))) == list(range(len(sampler)))
+    seen = groups[first]
+    runs = seen[np.r_[True, seen[1:] != seen[:-1]]]
+    assert len(runs) == len(set(runs)) == 40  # each question's windows in one run
+    assert list(sampler) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+
+
+def test_train_reader_with_shared_normalization(tmp_path, tiny_qa_base):
+    from rag_qa.data import read_squad
+    from rag_qa.training.reader import question_groups
+
+    train = make_squad(tmp_path / "train.json", 64, seed=7)
+    examples = read_squad(train)
+    from rag_qa.data import answerless_examples
+
+    negatives = answerless_examples(examples, 1.0, seed=0)
+    groups = question_groups(examples, negatives)
+    assert [groups[len(examples) + i] for i in range(len(negatives))] == [
+        next(k for k, e in enumerate(examples) if e.qid == n.qid.rsplit("-", 1)[0]) for n in negatives
+    ]
+
+    config = tiny_config(
+        tiny_qa_base,
+        learning_rate=2e-3,
+        epochs=2,
+        eval_steps=8,
+        logging_steps=2,
+        warmup_ratio=0.0,
+        negatives_per_question=1.0,
+        shared_normalization=True,
+    )
+    results = train_reader(train, tmp_path / "reader", config, eval_path=train, show_progress=False)
+    losses = [h["loss"] for h in results["log_history"] if "loss" in h]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    assert results["answerless_paragraphs"] > 0 and results["config"]["shared_normalization"]
+    assert "shared normalisation" in (tmp_path / "reader" / "README.md").read_text()

@@ -24,7 +24,7 @@ from pydantic import model_validator
 
 from rag_qa.choices import TrainPrecision
 from rag_qa.config import Config
-from rag_qa.data import QAExample, answerless_examples, held_out_role, read_squad, split_by_article
+from rag_qa.data import QAExample, answerless_examples, asked_as, held_out_role, read_squad, split_by_article
 from rag_qa.errors import InputError, require_extra
 from rag_qa.evaluation.metrics import squad_scores
 from rag_qa.reading.spans import decode_window
@@ -60,6 +60,11 @@ class ReaderTrainConfig(Config):
     # of *other* articles that BM25 ranks highest for it (its top 10 of them) and that hold none
     # of its answers: the wrong passages a retriever shows the reader. 0 = none.
     retrieved_negatives_per_question: float = 0.0
+    # Shared normalisation (Clark & Gardner 2018): besides each window's own loss, the answer's
+    # start and end are scored by one softmax over every token of every window of its question
+    # in the batch (its paragraph and its answerless ones), so that span scores compare across
+    # passages as the reader ranks them. Batches then hold whole questions.
+    shared_normalization: bool = False
     eval_examples: Optional[int] = 1000  # held-out questions scored at each evaluation (None = all)
     eval_steps: int = 500
     save_steps: Optional[int] = None  # resumable checkpoints (None = at each evaluation); also on SIGTERM
@@ -117,8 +122,11 @@ def _windows(examples: list[QAExample], tokenizer, max_length: int, stride: int)
     )
 
 
-def prepare_train_features(examples: list[QAExample], tokenizer, max_length: int, stride: int) -> dict[str, np.ndarray]:
-    """Tokenised windows with start/end token labels ([CLS] = 0 when the answer is outside)."""
+def prepare_train_features(
+    examples: list[QAExample], tokenizer, max_length: int, stride: int, groups: list[int] | None = None
+) -> dict[str, np.ndarray]:
+    """Tokenised windows with start/end token labels ([CLS] = 0 when the answer is outside);
+    with ``groups`` (one number per example), each window's ``group`` too."""
     enc = _windows(examples, tokenizer, max_length, stride)
     starts, ends = [], []
     for i, offsets in enumerate(enc["offset_mapping"]):
@@ -144,7 +152,78 @@ def prepare_train_features(examples: list[QAExample], tokenizer, max_length: int
         features["token_type_ids"] = np.asarray(enc["token_type_ids"])
     features["start_positions"] = np.asarray(starts)
     features["end_positions"] = np.asarray(ends)
+    if groups is not None:
+        features["group"] = np.asarray(groups)[np.asarray(enc["overflow_to_sample_mapping"])]
     return features
+
+
+def question_groups(examples: list[QAExample], negatives: list[QAExample]) -> list[int]:
+    """One number per example of ``examples + negatives``: the index of the training question
+    each was asked as (an answerless paragraph takes its question's)."""
+    index = {e.qid: i for i, e in enumerate(examples)}
+    return list(range(len(examples))) + [index.get(asked_as(n.qid), len(examples) + j) for j, n in enumerate(negatives)]
+
+
+def shared_normalization_loss(start_logits, end_logits, start_positions, end_positions, groups, attention_mask):
+    """The answer's negative log-likelihood under one softmax over the tokens of all the windows
+    of its question in the batch ([CLS], the no-answer, left out: each window's own loss trains
+    it). A question's answer may lie in several windows; their probabilities add up. Averaged
+    over the questions whose answer is in the batch, start and end halved as in the per-window
+    loss; 0 when there is none."""
+    import torch
+
+    valid = attention_mask.bool().clone()
+    valid[:, 0] = False
+    losses = []
+    for group in torch.unique(groups):
+        rows = groups == group
+        holds = start_positions[rows] > 0
+        if not holds.any():
+            continue
+        for logits, positions in ((start_logits, start_positions), (end_logits, end_positions)):
+            scores = logits[rows].float().masked_fill(~valid[rows], float("-inf"))
+            gold = scores[holds].gather(1, positions[rows][holds].unsqueeze(1))
+            losses.append(scores.logsumexp(dim=(0, 1)) - gold.logsumexp(dim=(0, 1)))
+    if not losses:
+        return start_logits.sum() * 0.0
+    return torch.stack(losses).sum() / (len(losses))
+
+
+class GroupSampler:
+    """Training windows in whole questions (a question's windows over its paragraph and its
+    answerless ones, in a row), the questions shuffled each epoch. Within runs of about 50
+    batches, questions are ordered by their longest window, so that a batch pads little, as
+    length-grouped batches do."""
+
+    def __init__(self, groups: np.ndarray, lengths: np.ndarray, batch_size: int, seed: int):
+        order = np.argsort(groups, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(groups[order]) != 0])
+        self.members = np.split(order, starts[1:])
+        self.longest = np.asarray([lengths[m].max() for m in self.members])
+        self.chunk = 50 * batch_size
+        self.seed = seed
+        self.epoch = 0
+        self.n = len(groups)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        out: list[int] = []
+        chunk: list[int] = []
+        size = 0
+        for g in rng.permutation(len(self.members)):
+            chunk.append(int(g))
+            size += len(self.members[g])
+            if size >= self.chunk:
+                out.extend(i for c in sorted(chunk, key=lambda c: -self.longest[c]) for i in self.members[c])
+                chunk, size = [], 0
+        out.extend(i for c in sorted(chunk, key=lambda c: -self.longest[c]) for i in self.members[c])
+        return iter(int(i) for i in out)
 
 
 def prepare_eval_features(
@@ -314,8 +393,9 @@ def train_reader(
         len(negatives),
         len(eval_examples),
     )
+    groups = question_groups(train_examples, negatives) if config.shared_normalization else None
     train_features = prepare_train_features(
-        train_examples + negatives, tokenizer, config.max_seq_length, config.doc_stride
+        train_examples + negatives, tokenizer, config.max_seq_length, config.doc_stride, groups
     )
     eval_features, sample_map, eval_offsets = prepare_eval_features(
         eval_examples, tokenizer, config.max_seq_length, config.doc_stride
@@ -323,6 +403,28 @@ def train_reader(
     references = {e.qid: list(e.answer_texts) for e in eval_examples}
 
     class SquadTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            if not config.shared_normalization:
+                return super()._get_train_sampler(train_dataset)
+            lengths = train_features["attention_mask"].sum(axis=1)
+            return GroupSampler(train_features["group"], lengths, config.batch_size, config.seed)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not config.shared_normalization:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            groups = inputs.pop("group")
+            outputs = model(**inputs)
+            shared = shared_normalization_loss(
+                outputs.start_logits,
+                outputs.end_logits,
+                inputs["start_positions"],
+                inputs["end_positions"],
+                groups,
+                inputs["attention_mask"],
+            )
+            loss = outputs.loss + shared
+            return (loss, outputs) if return_outputs else loss
+
         def _get_eval_sampler(self, eval_dataset):
             # Windows in order, whatever the training sampler: predictions map back by position.
             return torch.utils.data.SequentialSampler(eval_dataset)
@@ -375,6 +477,8 @@ def train_reader(
         use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         optim=config.optimizer,
+        # the windows' question numbers reach compute_loss (shared normalisation)
+        remove_unused_columns=not config.shared_normalization,
         **trainer_precision_flags(config.precision),
         **ddp_arguments(),
     )
@@ -455,6 +559,9 @@ def write_model_card(out_dir: Path, results: dict[str, Any], train_path: str | P
         f"{results['steps']:,} ({results['epochs']:.2f} epochs), batch {cfg['batch_size']}, learning rate "
         f"{cfg['learning_rate']}, on {results['device']} in {results['train_seconds'] / 60:.0f} min"
     )
+    loss = "start and end cross-entropy per window ([CLS] where the window holds no answer)"
+    if cfg.get("shared_normalization"):
+        loss += ", plus the same over all the windows of each question at once (shared normalisation)"
     card = f"""# ragqa extractive reader
 
 An extractive question-answering model (`AutoModelForQuestionAnswering`),
@@ -465,6 +572,7 @@ fine-tuned with `ragqa train-reader`.
 | base model | `{Path(results["base"]).name}` |
 | training data | {data} |
 | steps | {steps} |
+| loss | {loss} |
 | evaluation | {results["eval_source"]}: {results["eval_questions"]:,} questions |
 | exact match | {results["exact_match"]:.2f} |
 | F1 | {results["f1"]:.2f} |
