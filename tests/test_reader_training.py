@@ -166,8 +166,10 @@ def test_data_offset_takes_consecutive_slices_of_one_shuffle():
 
 
 @pytest.mark.slow
-def test_training_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, tiny_qa_base, monkeypatch):
-    """SIGTERM saves a checkpoint and stops; --resume continues the same schedule to the same weights."""
+@pytest.mark.parametrize("shared", [False, True], ids=["per-window", "shared-normalization"])
+def test_training_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, tiny_qa_base, monkeypatch, shared):
+    """SIGTERM saves a checkpoint and stops; --resume continues the same schedule to the same weights
+    (with shared normalisation too, whose batches hold whole questions)."""
     import signal
 
     from safetensors.numpy import load_file
@@ -176,7 +178,13 @@ def test_training_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, tiny_
 
     train = make_squad(tmp_path / "train.json", 96, seed=4)
     config = tiny_config(
-        tiny_qa_base, max_steps=8, eval_steps=100, logging_steps=1, eval_examples=8, negatives_per_question=0.5
+        tiny_qa_base,
+        max_steps=8,
+        eval_steps=100,
+        logging_steps=1,
+        eval_examples=8,
+        negatives_per_question=0.5,
+        shared_normalization=shared,
     )
     straight = train_reader(train, tmp_path / "straight", config, eval_path=train, show_progress=False)
     assert straight["steps"] == 8
