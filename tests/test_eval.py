@@ -217,9 +217,9 @@ def test_tune_fusion_cli_on_a_beir_folder(tmp_path, one_line_error):
     one_line_error(CliRunner().invoke(cli, ["tune-fusion"]), "--data", "--beir")
 
 
-def test_held_out_questions_split_into_a_tuning_and_a_test_half(tmp_path):
-    """Settings are chosen on one half of the held-out questions and scores reported on the other."""
-    from rag_qa.data import held_out_role, is_held_out
+def held_out_squad(path):
+    """A SQuAD file of 3 held-out articles, 3 paragraphs each, 4 questions a paragraph."""
+    from rag_qa.data import is_held_out
 
     titles = [t for t in (f"Article_{i}" for i in range(400)) if is_held_out(t)][:3]
     data = {
@@ -245,8 +245,15 @@ def test_held_out_questions_split_into_a_tuning_and_a_test_half(tmp_path):
             for t in titles
         ],
     }
-    path = tmp_path / "squad.json"
     path.write_text(json.dumps(data))
+    return path
+
+
+def test_held_out_questions_split_into_a_tuning_and_a_test_half(tmp_path):
+    """Settings are chosen on one half of the held-out questions and scores reported on the other."""
+    from rag_qa.data import held_out_role
+
+    path = held_out_squad(tmp_path / "squad.json")
     test = squad_eval_set(path, held_out=True)
     tune = squad_eval_set(path, held_out=True, role="tune")
     test_ids, tune_ids = {q for q, _ in test.queries}, {q for q, _ in tune.queries}
@@ -306,3 +313,36 @@ def test_calibration_error_and_its_interval_tell_a_calibrated_confidence_from_an
     # fewer questions, a wider interval
     small = ece_interval(confidence[:200], calibrated[:200], rounds=200)
     assert small[1] - small[0] > high - low
+
+
+@pytest.mark.slow
+def test_tune_reader_writes_the_settings_the_reader_then_uses_and_reports_the_ones_it_replaced(tmp_path, tiny_qa_base):
+    import shutil
+
+    from rag_qa.data import held_out_role, read_squad
+    from rag_qa.reading.reader import Reader
+
+    data = held_out_squad(tmp_path / "squad.json")
+    tuning = sum(held_out_role(e.qid) == "tune" for e in read_squad(data))
+    reader_dir = tmp_path / "reader"
+    shutil.copytree(tiny_qa_base, reader_dir)
+    (reader_dir / "ragqa_reader.json").write_text(
+        json.dumps({"temperature": 2.0, "retriever_weight": 1.0, "no_answer_threshold": 0.0})
+    )
+    result = CliRunner().invoke(
+        cli,
+        ["-q", "tune-reader", "--data", str(data), "--reader", str(reader_dir), "--questions", "100", "-k", "3"]
+        + ["--runtime", "torch"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "95% interval" in result.output
+    report = json.loads((reader_dir / "calibration.json").read_text())
+    assert report["questions"]["fit"] + report["questions"]["test"] == tuning  # the whole tuning half, no more
+    previous = report["test_previous_settings"]
+    assert (previous["temperature"], previous["retriever_weight"]) == (2.0, 1.0)
+    low, high = previous["ece_95"]
+    assert low <= previous["ece"] <= high
+    reader = Reader(reader_dir)
+    assert reader.config.temperature == pytest.approx(report["temperature"])
+    assert reader.config.retriever_weight == report["retriever_weight"]
+    assert reader.config.no_answer_threshold == pytest.approx(report["no_answer_threshold"])

@@ -190,6 +190,10 @@ def tune(
         confidences.append(p)
         correct.append(_em(c, text))
     raw = [_top_answer(c, weight, 1.0)[1] for c in test if c.texts]
+    # the settings the reader had before this fit, on the same report questions
+    had_w, had_t = reader.config.retriever_weight or 0.0, reader.config.temperature or 1.0
+    had = [_top_answer(c, had_w, had_t) for c in test if c.texts]
+    had_correct = [_em(c, text) for c, (text, _) in zip([c for c in test if c.texts], had)]
     report = {
         "questions": {"fit": len(fit), "test": len(test)},
         "passages_per_question": k,
@@ -204,6 +208,13 @@ def tune(
         "test_ece_after": ece(confidences, correct)[0],
         "test_ece_after_95": ece_interval(confidences, correct),
         "test_reliability": ece(confidences, correct)[1],
+        "test_previous_settings": {
+            "retriever_weight": had_w,
+            "temperature": had_t,
+            "em_top1": 100 * float(np.mean(had_correct)) if had_correct else 0.0,
+            "ece": ece([p for _, p in had], had_correct)[0],
+            "ece_95": ece_interval([p for _, p in had], had_correct),
+        },
         "test_no_answer": rates(test, unanswerable[half:]),
     }
     return report
