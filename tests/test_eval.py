@@ -303,12 +303,13 @@ def test_calibration_error_and_its_interval_tell_a_calibrated_confidence_from_an
     error, table = ece(confidence, calibrated)
     assert error < 0.04 and sum(row["count"] for row in table) == 2000
     low, high = ece_interval(confidence, calibrated, rounds=200)
-    assert low <= error <= high < 0.06
+    assert low < 0.01 and high < 0.05  # the true error is 0
 
     overconfident = (rng.uniform(0, 1, 2000) < confidence / 2).astype(float)  # right half as often as it says
     error = ece(confidence, overconfident)[0]
     assert error == pytest.approx(0.25, abs=0.03)
-    assert ece_interval(confidence, overconfident, rounds=200)[0] > 0.2
+    low, high = ece_interval(confidence, overconfident, rounds=200)
+    assert 0.2 < low <= 0.25 <= high < 0.3  # the true error is 0.25
 
     # fewer questions, a wider interval
     small = ece_interval(confidence[:200], calibrated[:200], rounds=200)
@@ -341,7 +342,7 @@ def test_tune_reader_writes_the_settings_the_reader_then_uses_and_reports_the_on
     previous = report["test_previous_settings"]
     assert (previous["temperature"], previous["retriever_weight"]) == (2.0, 1.0)
     low, high = previous["ece_95"]
-    assert low <= previous["ece"] <= high
+    assert 0 <= low <= high <= 1
     reader = Reader(reader_dir)
     assert reader.config.temperature == pytest.approx(report["temperature"])
     assert reader.config.retriever_weight == report["retriever_weight"]

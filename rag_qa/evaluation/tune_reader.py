@@ -116,15 +116,19 @@ def ece(confidences: list[float], correct: list[float], bins: int = 10) -> tuple
 def ece_interval(
     confidences: list[float], correct: list[float], bins: int = 10, rounds: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """A 95% bootstrap interval of :func:`ece` over the questions: on a few hundred
-    questions the error varies by about a hundredth from one sample to the next."""
+    """A 95% basic bootstrap interval of :func:`ece` over the questions. The error of a
+    resample runs above that of the sample (each bin's gap is taken as an absolute value),
+    so the interval is the sample's error minus the resamples' spread around it,
+    ``(2e - q97.5, 2e - q2.5)``, clipped at 0, not the resamples' percentiles themselves.
+    On a few hundred questions it is a few hundredths wide."""
     conf, corr = np.asarray(confidences), np.asarray(correct)
     if not len(conf):
         return (0.0, 0.0)
     rng = np.random.default_rng(seed)
+    error = ece(conf, corr, bins)[0]
     draws = [ece(conf[i], corr[i], bins)[0] for i in rng.integers(0, len(conf), size=(rounds, len(conf)))]
     low, high = np.percentile(draws, [2.5, 97.5])
-    return float(low), float(high)
+    return float(max(0.0, 2 * error - high)), float(max(0.0, 2 * error - low))
 
 
 def tune(

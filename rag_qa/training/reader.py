@@ -63,7 +63,8 @@ class ReaderTrainConfig(Config):
     # Shared normalisation (Clark & Gardner 2018): besides each window's own loss, the answer's
     # start and end are scored by one softmax over every token of every window of its question
     # in the batch (its paragraph and its answerless ones), so that span scores compare across
-    # passages as the reader ranks them. Batches then hold whole questions.
+    # passages as the reader ranks them. A question's windows then come one after another
+    # (a batch border splits a few: each part is scored against the windows in its batch).
     shared_normalization: bool = False
     eval_examples: Optional[int] = 1000  # held-out questions scored at each evaluation (None = all)
     eval_steps: int = 500
@@ -190,10 +191,11 @@ def shared_normalization_loss(start_logits, end_logits, start_positions, end_pos
 
 
 class GroupSampler:
-    """Training windows in whole questions (a question's windows over its paragraph and its
+    """Training windows question by question (a question's windows over its paragraph and its
     answerless ones, in a row), the questions shuffled each epoch. Within runs of about 50
     batches, questions are ordered by their longest window, so that a batch pads little, as
-    length-grouped batches do."""
+    length-grouped batches do (all ``lengths`` equal: no ordering). A question that straddles
+    a batch border is split there."""
 
     def __init__(self, groups: np.ndarray, lengths: np.ndarray, batch_size: int, seed: int):
         order = np.argsort(groups, kind="stable")
@@ -407,6 +409,8 @@ def train_reader(
             if not config.shared_normalization:
                 return super()._get_train_sampler(train_dataset)
             lengths = train_features["attention_mask"].sum(axis=1)
+            if not config.group_by_length:  # rows padded to full length: nothing to gain by ordering
+                lengths = np.zeros_like(lengths)
             return GroupSampler(train_features["group"], lengths, config.batch_size, config.seed)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
