@@ -193,11 +193,13 @@ def tune(
         text, p = _top_answer(c, weight, temperature)
         confidences.append(p)
         correct.append(_em(c, text))
-    raw = [_top_answer(c, weight, 1.0)[1] for c in test if c.texts]
+    answered = [c for c in test if c.texts]
+    raw = [_top_answer(c, weight, 1.0)[1] for c in answered]
     # the settings the reader had before this fit, on the same report questions
     had_w, had_t = reader.config.retriever_weight or 0.0, reader.config.temperature or 1.0
-    had = [_top_answer(c, had_w, had_t) for c in test if c.texts]
-    had_correct = [_em(c, text) for c, (text, _) in zip([c for c in test if c.texts], had)]
+    had = [_top_answer(c, had_w, had_t) for c in answered]
+    had_confidences = [p for _, p in had]
+    had_correct = [_em(c, text) for c, (text, _) in zip(answered, had)]
     report = {
         "questions": {"fit": len(fit), "test": len(test)},
         "passages_per_question": k,
@@ -216,8 +218,8 @@ def tune(
             "retriever_weight": had_w,
             "temperature": had_t,
             "em_top1": 100 * float(np.mean(had_correct)) if had_correct else 0.0,
-            "ece": ece([p for _, p in had], had_correct)[0],
-            "ece_95": ece_interval([p for _, p in had], had_correct),
+            "ece": ece(had_confidences, had_correct)[0],
+            "ece_95": ece_interval(had_confidences, had_correct),
         },
         "test_no_answer": rates(test, unanswerable[half:]),
     }

@@ -187,7 +187,7 @@ def shared_normalization_loss(start_logits, end_logits, start_positions, end_pos
             losses.append(scores.logsumexp(dim=(0, 1)) - gold.logsumexp(dim=(0, 1)))
     if not losses:
         return start_logits.sum() * 0.0
-    return torch.stack(losses).sum() / (len(losses))
+    return torch.stack(losses).mean()
 
 
 class GroupSampler:
@@ -215,17 +215,19 @@ class GroupSampler:
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
-        out: list[int] = []
         chunk: list[int] = []
         size = 0
         for g in rng.permutation(len(self.members)):
             chunk.append(int(g))
             size += len(self.members[g])
             if size >= self.chunk:
-                out.extend(i for c in sorted(chunk, key=lambda c: -self.longest[c]) for i in self.members[c])
+                yield from self._longest_first(chunk)
                 chunk, size = [], 0
-        out.extend(i for c in sorted(chunk, key=lambda c: -self.longest[c]) for i in self.members[c])
-        return iter(int(i) for i in out)
+        yield from self._longest_first(chunk)
+
+    def _longest_first(self, chunk: list[int]):
+        for c in sorted(chunk, key=lambda c: -self.longest[c]):
+            yield from (int(i) for i in self.members[c])
 
 
 def prepare_eval_features(
