@@ -22,9 +22,15 @@ length-grouped batches):
 - ``unfused_adamw``: ``optimizer: adamw_torch`` (the default is the fused kernel,
   ``adamw_torch_fused``, since it measured faster here).
 - ``freeze_embeddings``: ``freeze_word_embeddings: true``, the word embeddings get no gradient.
-- ``compile``: ``torch_compile=True``.
+- ``compile``: ``torch_compile=True`` with the inductor backend (``compiled_graphs`` in
+  the result counts the graphs it built; 0 means nothing was compiled).
 - ``fp32``: no mixed precision (``precision: fp32``).
 - ``ungrouped``: random batches padded to their longest (``group_by_length: false``).
+- ``threads1``: one process on one thread (``torch.set_num_threads(1)``,
+  ``OMP_NUM_THREADS=1``), the other cores idle.
+- ``side_by_side``: two ``threads1`` processes at once, each on its own
+  copy of the questions: windows/s is their sum, what two runs trained side
+  by side (an A/B pair) get from the machine together.
 
 Only speed is measured here: whether a variant also keeps accuracy needs
 full runs. ``compile`` is applied by patching the Trainer's arguments in the
@@ -48,11 +54,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import command, machine, markdown_table, versions  # noqa: E402
 
-VARIANTS = ("baseline", "seq192", "batch64", "unfused_adamw", "freeze_embeddings", "compile", "fp32", "ungrouped")
+VARIANTS = (
+    "baseline",
+    "seq192",
+    "batch64",
+    "unfused_adamw",
+    "freeze_embeddings",
+    "compile",
+    "fp32",
+    "ungrouped",
+    "threads1",
+    "side_by_side",
+)
 
 CHILD = r"""
 import json, sys, time
-import transformers
+import torch, transformers
 from rag_qa.training.reader import ReaderTrainConfig, train_reader
 
 variant, data, out, examples = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -70,6 +87,8 @@ if variant == "unfused_adamw":
     settings.update(optimizer="adamw_torch")
 if variant == "freeze_embeddings":
     settings.update(freeze_word_embeddings=True)
+if variant == "threads1":
+    torch.set_num_threads(1)
 config = ReaderTrainConfig(**settings)
 
 times = []
@@ -89,33 +108,50 @@ real_init = transformers.Trainer.__init__
 def init(self, *args, **kwargs):
     kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), StepTimer()]
     targs = kwargs["args"]
-    if variant == "compile":
-        targs.torch_compile = True
+    if variant == "compile":  # the backend too: without it accelerate's dynamo plugin compiles nothing
+        targs.torch_compile, targs.torch_compile_backend = True, "inductor"
     real_init(self, *args, **kwargs)
 
 
 transformers.Trainer.__init__ = init
 result = train_reader(data, out, config, show_progress=False)
+from torch._dynamo.utils import counters
 print(json.dumps({"step_seconds": times, "train_windows": result["train_windows"],
+                  "compiled_graphs": int(counters["stats"]["unique_graphs"]),
                   "train_questions": result["train_questions"] + result["answerless_paragraphs"],
                   "batch_size": config.batch_size, "max_seq_length": config.max_seq_length}))
 """
 
 
+def _child(variant: str, data: Path, out: str, examples: int) -> subprocess.Popen:
+    env = dict(os.environ, **({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if variant == "threads1" else {}))
+    command_line = [sys.executable, "-c", CHILD, variant, str(data), out, str(examples)]
+    return subprocess.Popen(command_line, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
 def run_variant(variant: str, data: Path, examples: int) -> dict:
+    """One variant's run; ``side_by_side`` is two ``threads1`` runs at once, summed."""
+    copies = 2 if variant == "side_by_side" else 1
+    child_variant = "threads1" if variant == "side_by_side" else variant
     with tempfile.TemporaryDirectory(prefix="ragqa-throughput-") as out:
-        done = subprocess.run(
-            [sys.executable, "-c", CHILD, variant, str(data), out, str(examples)],
-            capture_output=True,
-            text=True,
-        )
-    if done.returncode != 0:
-        return {"variant": variant, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
-    return {"variant": variant, **json.loads(done.stdout.strip().splitlines()[-1])}
+        children = [_child(child_variant, data, f"{out}/{n}", examples) for n in range(copies)]
+        finished = [(child, *child.communicate()) for child in children]
+    runs = []
+    for child, stdout, stderr in finished:
+        if child.returncode != 0:
+            return {"variant": variant, "error": stderr.strip().splitlines()[-1] if stderr.strip() else "failed"}
+        runs.append(summarise({"variant": variant, **json.loads(stdout.strip().splitlines()[-1])}))
+    if copies == 1:
+        return runs[0]
+    summed = dict(runs[0], processes=copies)
+    for key in ("windows_per_s", "questions_per_s"):
+        summed[key] = sum(r[key] for r in runs)
+    summed["per_process_windows_per_s"] = [r["windows_per_s"] for r in runs]
+    return summed
 
 
 def summarise(run: dict) -> dict:
-    if "error" in run:
+    if "error" in run or "windows_per_s" in run:
         return run
     per_pass = -(-run["train_windows"] // run["batch_size"])  # steps of one pass
     first, timed = run["step_seconds"][:per_pass], run["step_seconds"][per_pass:]
@@ -136,7 +172,7 @@ def table(result: dict) -> str:
     rows = []
     for r in result["runs"]:
         if "error" in r:
-            rows.append([r["variant"], "failed: " + r["error"][:80], "", "", "", "", ""])
+            rows.append([r["variant"], "failed: " + r["error"][:80], "", "", "", "", "", ""])
             continue
         ratio = f"{r['windows_per_s'] / base['windows_per_s']:.2f}x" if base else "-"
         q_ratio = f"{r['questions_per_s'] / base['questions_per_s']:.2f}x" if base else "-"
@@ -144,6 +180,7 @@ def table(result: dict) -> str:
             [
                 r["variant"],
                 f"{r['windows_per_s']:.1f}",
+                "-".join(f"{w:.1f}" for w in r.get("windows_per_s_range", [])),
                 ratio,
                 f"{r['questions_per_s']:.2f}",
                 q_ratio,
@@ -151,7 +188,16 @@ def table(result: dict) -> str:
                 f"{r['second_pass_s']:.0f}",
             ]
         )
-    header = ["variant", "windows/s", "vs baseline", "questions/s", "vs baseline", "first pass s", "second pass s"]
+    header = [
+        "variant",
+        "windows/s",
+        "rounds' range",
+        "vs baseline",
+        "questions/s",
+        "vs baseline",
+        "first pass s",
+        "second pass s",
+    ]
     return markdown_table(header, rows)
 
 
@@ -186,6 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
         for key in ("windows_per_s", "questions_per_s", "first_pass_s", "second_pass_s"):
             first[key] = sum(r[key] for r in mine) / len(mine)
         first["rounds"] = len(mine)
+        first["windows_per_s_range"] = [min(r["windows_per_s"] for r in mine), max(r["windows_per_s"] for r in mine)]
         first.pop("step_seconds", None)
         merged.append(first)
     result = {
