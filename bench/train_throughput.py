@@ -26,8 +26,7 @@ length-grouped batches):
   the result counts the graphs it built; 0 means nothing was compiled).
 - ``fp32``: no mixed precision (``precision: fp32``).
 - ``ungrouped``: random batches padded to their longest (``group_by_length: false``).
-- ``threads1``: one process on one thread (``torch.set_num_threads(1)``,
-  ``OMP_NUM_THREADS=1``), the other cores idle.
+- ``threads1``: one process on one thread (``OMP_NUM_THREADS=1``), the other cores idle.
 - ``side_by_side``: two ``threads1`` processes at once, each on its own
   copy of the questions: windows/s is their sum, what two runs trained side
   by side (an A/B pair) get from the machine together.
@@ -69,7 +68,7 @@ VARIANTS = (
 
 CHILD = r"""
 import json, sys, time
-import torch, transformers
+import transformers
 from rag_qa.training.reader import ReaderTrainConfig, train_reader
 
 variant, data, out, examples = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -87,8 +86,6 @@ if variant == "unfused_adamw":
     settings.update(optimizer="adamw_torch")
 if variant == "freeze_embeddings":
     settings.update(freeze_word_embeddings=True)
-if variant == "threads1":
-    torch.set_num_threads(1)
 config = ReaderTrainConfig(**settings)
 
 times = []
@@ -130,7 +127,7 @@ def _child(variant: str, data: Path, out: str, examples: int) -> subprocess.Pope
 
 
 def run_variant(variant: str, data: Path, examples: int) -> dict:
-    """One variant's run; ``side_by_side`` is two ``threads1`` runs at once, summed."""
+    """One variant's summarised run; ``side_by_side`` is two ``threads1`` runs at once, summed."""
     copies = 2 if variant == "side_by_side" else 1
     child_variant = "threads1" if variant == "side_by_side" else variant
     with tempfile.TemporaryDirectory(prefix="ragqa-throughput-") as out:
@@ -151,7 +148,7 @@ def run_variant(variant: str, data: Path, examples: int) -> dict:
 
 
 def summarise(run: dict) -> dict:
-    if "error" in run or "windows_per_s" in run:
+    if "error" in run:
         return run
     per_pass = -(-run["train_windows"] // run["batch_size"])  # steps of one pass
     first, timed = run["step_seconds"][:per_pass], run["step_seconds"][per_pass:]
@@ -217,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs = []
     for round_ in range(args.repeat):
         for variant in variants:
-            run = summarise(run_variant(variant, squad, args.examples))
+            run = run_variant(variant, squad, args.examples)
             run["round"] = round_
             runs.append(run)
             shown = run.get("error") or f"{run['windows_per_s']:.1f} windows/s"
