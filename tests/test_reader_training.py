@@ -359,3 +359,21 @@ def test_train_reader_with_shared_normalization(tmp_path, tiny_qa_base):
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
     assert results["answerless_paragraphs"] > 0 and results["config"]["shared_normalization"]
     assert "shared normalisation" in (tmp_path / "reader" / "README.md").read_text()
+
+
+def test_train_reader_cli_stopped_by_a_signal_says_how_to_resume(tmp_path, monkeypatch):
+    """A stop on SIGTERM or Ctrl-C ends with one line on how to continue and a non-zero exit, not a traceback."""
+    from click.testing import CliRunner
+
+    from rag_qa.cli import cli
+    from rag_qa.training import reader as training
+
+    checkpoints = str(tmp_path / "out" / "checkpoints")
+    monkeypatch.setattr(
+        training, "train_reader", lambda *a, **k: {"interrupted": True, "steps": 573, "checkpoints": checkpoints}
+    )
+    train = make_squad(tmp_path / "train.json", 4, seed=1)
+    result = CliRunner().invoke(cli, ["train-reader", "--train", str(train), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert "stopped at step 573" in result.output and checkpoints in result.output and "--resume" in result.output
+    assert "Traceback" not in result.output and "Reader saved" not in result.output
