@@ -1006,13 +1006,11 @@ def train_reader_cmd(
     results = train_reader(
         train_path, out_dir, config, eval_path=eval_path, resume=resume, show_progress=not ctx.obj["quiet"]
     )
-    if results.get("interrupted"):
-        click.echo(
+    if results.get("interrupted"):  # the group prints it as one line and exits 1
+        raise RagQAError(
             f"Training stopped at step {results['steps']:,}: a resumable checkpoint is in "
-            f"{results['checkpoints']}; run the same command with --resume to continue.",
-            err=True,
+            f"{results['checkpoints']}; run the same command with --resume to continue."
         )
-        ctx.exit(1)
     click.echo(
         f"Reader saved to {out_dir}: EM {results['exact_match']:.2f}, F1 {results['f1']:.2f} on "
         f"{results['eval_questions']:,} held-out questions ({results['steps']:,} steps)"
