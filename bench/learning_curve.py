@@ -104,6 +104,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.axhline(TARGET_EM, color="C0", linestyle="--", linewidth=0.8, label=f"EM target {TARGET_EM}")
         ax.axhline(TARGET_F1, color="C1", linestyle="--", linewidth=0.8, label=f"F1 target {TARGET_F1}")
         ax.set_xlabel(label)
+        if key == "cumulative_windows":  # thousands, so the tick labels do not run together
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
         ax.set_ylabel("test half, gold passage")
         ax.grid(True, alpha=0.3)
         ax.legend()
