@@ -149,7 +149,9 @@ def test_cli_builds_searches_and_asks_and_the_index_remembers_its_backend(tmp_pa
     )
     assert out.exit_code == 0, out.output
     assert [h["source"].rsplit("/", 1)[-1] for h in json.loads(out.output)] == ["space.html"]
-    out = runner.invoke(cli, ["ask", "Which planet is the largest?", "--index-dir", str(directory), "--json"])
+    out = runner.invoke(
+        cli, ["ask", "Which planet is the largest in the solar system?", "--index-dir", str(directory), "--json"]
+    )
     assert out.exit_code == 0, out.output
     result = json.loads(out.output)
     assert "Jupiter" in result["answers"][0]["text"] and result["answers"][0]["source"].endswith("space.html")
@@ -294,7 +296,7 @@ def test_milvus_options_without_the_milvus_backend_are_refused(tmp_path, corpus_
 def test_ask_on_a_builtin_index_does_not_import_pymilvus(built_index):
     code = (
         "import sys\nfrom click.testing import CliRunner\nfrom rag_qa.cli import cli\n"
-        f"r = CliRunner().invoke(cli, ['ask', 'Which planet is the largest?', '--index-dir', "
+        f"r = CliRunner().invoke(cli, ['ask', 'Which planet is the largest in the solar system?', '--index-dir', "
         f"{str(built_index.directory)!r}, '--json'])\n"
         "assert r.exit_code == 0, r.output\n"
         "print(sorted(m for m in ('pymilvus', 'milvus_lite', 'grpc') if m in sys.modules))"
@@ -315,8 +317,8 @@ def test_ask_on_a_milvus_index_does_not_import_torch(tmp_path, corpus_dir):
     release(directory)
     code = (
         "import sys\nfrom click.testing import CliRunner\nfrom rag_qa.cli import cli\n"
-        f"r = CliRunner().invoke(cli, ['ask', 'Which planet is the largest?', '--index-dir', {str(directory)!r}, "
-        "'--json'])\n"
+        "r = CliRunner().invoke(cli, ['ask', 'Which planet is the largest in the solar system?', "
+        f"'--index-dir', {str(directory)!r}, '--json'])\n"
         "assert r.exit_code == 0, r.output\n"
         "import json; print(json.loads(r.output)['answers'][0]['text'], 'torch' in sys.modules)"
     )

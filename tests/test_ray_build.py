@@ -79,7 +79,9 @@ def test_the_cli_builds_on_a_ray_it_starts_and_stops_the_same_index(tmp_path, do
     assert not ray.is_initialized()  # the Ray it started for the build is stopped
     assert json.loads(on_ray.stdout) == {**json.loads(local.stdout), "index_dir": "on-ray"}
     assert_same_index(tmp_path / "local", tmp_path / "on-ray")
-    asked = CliRunner().invoke(cli, ["ask", "Which planet is the largest?", "--index-dir", "on-ray", "--json"])
+    asked = CliRunner().invoke(
+        cli, ["ask", "Which planet is the largest in the solar system?", "--index-dir", "on-ray", "--json"]
+    )
     assert asked.exit_code == 0, asked.output
     assert "Jupiter" in json.loads(asked.stdout)["answers"][0]["text"]
 
@@ -175,7 +177,7 @@ def test_bm25_from_shards_equals_one_count_over_the_corpus():
 def test_ask_does_not_import_ray(built_index):
     code = (
         "import sys\nfrom click.testing import CliRunner\nfrom rag_qa.cli import cli\n"
-        f"r = CliRunner().invoke(cli, ['ask', 'Which planet is the largest?', '--index-dir', "
+        f"r = CliRunner().invoke(cli, ['ask', 'Which planet is the largest in the solar system?', '--index-dir', "
         f"{str(built_index.directory)!r}, '--json'])\n"
         "assert r.exit_code == 0, r.output\n"
         "print('ray' in sys.modules)"
