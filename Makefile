@@ -60,7 +60,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/pdf_extract.py
 	$(BIN)/python bench/serve_load.py --data $(DATA)
 	$(BIN)/python bench/distributed.py --data $(DATA)
-	$(BIN)/python bench/short_passages.py --out bench/results/short_passages_shipped.json
+	$(BIN)/python bench/short_passages.py
 	$(BIN)/python bench/learning_curve.py
 	$(BIN)/python bench/report.py
 

@@ -9,10 +9,17 @@ passage's topic that it does not answer) two ways, for each reader given:
 
 - gold: each question with its own passage alone (`ragqa eval-reader` on the file);
 - corpus: every question asked of an index of all the set's passages, top-10
-  hybrid, as `ragqa ask` would (the no-answer score is then the lowest of the
-  passages', so a distractor that looks like it holds an answer lowers the margin).
+  hybrid, as `ragqa ask` would. More passages can only raise the margin over
+  "no answer" (the best span of all of them against the lowest no-answer
+  score), so this mode shows the wrong answers that other passages draw out
+  of questions the documents do not answer, not a reader going silent.
 
-    python bench/short_passages.py [--reader DIR ...]
+    python bench/short_passages.py [--reader DIR ...] [--out FILE]
+
+`make bench` measures the shipped reader alone; the comparison in the reader's
+model card is `--reader models/reader-stage5 --reader rag_qa/resources/reader
+--out bench/results/short_passages_vs_stage5.json`, with stage 5 taken from git
+(docs/fine-tuning.md, "The reader training campaign").
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     from rag_qa import Index, RagQA
     from rag_qa.data import read_squad
     from rag_qa.evaluation.reader_eval import evaluate_reader
+    from rag_qa.models import weights_sha256
     from rag_qa.reading.reader import Reader, default_reader_path
 
     examples = read_squad(args.data)
@@ -80,6 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
             asked = corpus_scores(RagQA(index, reader), examples)
             result = {
                 "reader": str(path),
+                "weights_sha256": weights_sha256(reader.path),
+                "runtime": reader.backend,
                 "no_answer_threshold": reader.config.no_answer_threshold,
                 "gold": {
                     "exact_match_always_answering": gold["exact_match"],

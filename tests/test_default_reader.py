@@ -53,7 +53,7 @@ def test_shipped_reader_answers_short_passages_at_its_own_threshold():
     # One- and two-sentence passages (bench/fixtures/short_passages.json: 40 answerable questions,
     # 12 on the passage's topic that it does not answer). The threshold is fitted on SQuAD
     # paragraphs, which are far longer: a reader whose margins shrink on short passages goes
-    # silent on them. The shipped reader answers 90% of them and is right on 72.5%.
+    # silent on them. The shipped reader answers 90% of them and is right on 85%.
     from pathlib import Path
 
     from rag_qa.evaluation.reader_eval import evaluate_reader
@@ -61,5 +61,5 @@ def test_shipped_reader_answers_short_passages_at_its_own_threshold():
     data = Path(__file__).resolve().parents[1] / "bench" / "fixtures" / "short_passages.json"
     at = evaluate_reader(__import__("rag_qa").Reader(), data)["abstention"]["at_reader_threshold"]
     assert at["answered_answerable"] >= 80, at
-    assert at["has_ans_exact_match"] >= 60, at
+    assert at["has_ans_exact_match"] >= 70, at
     assert at["no_ans_accuracy"] >= 75, at

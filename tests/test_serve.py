@@ -543,13 +543,14 @@ def test_a_full_queue_answers_503_with_retry_after(serve_config, monkeypatch):
             threading.Thread(target=lambda: results.append(c.post("/ask", json={"question": QUESTION})))
             for _ in range(2)
         ]
-        # one is read (held at the gate), then one waits in the queue: each step awaited, not timed
-        threads[0].start()
-        assert queued.acquire(timeout=30) and reading.wait(30)
-        threads[1].start()
-        assert queued.acquire(timeout=30)
-        refused = c.post("/ask", json={"question": QUESTION})
-        gate.set()
+        try:  # one is read (held at the gate), then one waits in the queue: each step awaited, not timed
+            threads[0].start()
+            assert queued.acquire(timeout=30) and reading.wait(30)
+            threads[1].start()
+            assert queued.acquire(timeout=30)
+            refused = c.post("/ask", json={"question": QUESTION})
+        finally:
+            gate.set()
         for t in threads:
             t.join(30)
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
@@ -604,9 +605,11 @@ def test_a_question_that_waits_too_long_is_503_and_is_not_read(serve_config, mon
         _wait_ready(c)
         first = threading.Thread(target=lambda: c.post("/ask", json={"question": QUESTION}))
         first.start()
-        assert reading.wait(30)  # read, held at the gate
-        late = c.post("/ask", json={"question": "What is the capital of France?"})  # waits behind it, gives up
-        gate.set()
+        try:
+            assert reading.wait(30)  # read, held at the gate
+            late = c.post("/ask", json={"question": "What is the capital of France?"})  # waits behind it, gives up
+        finally:
+            gate.set()
         first.join(30)
         assert c.post("/ask", json={"question": "Which planet is largest?"}).status_code == 200
     assert late.status_code == 503 and late.headers["retry-after"] == "5"
