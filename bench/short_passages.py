@@ -81,8 +81,10 @@ def main(argv: list[str] | None = None) -> dict:
         contexts = list(dict.fromkeys(e.context for e in examples))
         corpus.write_text("\n".join(json.dumps({"id": str(i), "text": c}) for i, c in enumerate(contexts)) + "\n")
         index = Index.build([corpus], Path(tmp) / "index", show_progress=False)
-        for path in readers:
-            reader = Reader(path, runtime=args.runtime)
+        for given in readers:
+            inside = Path(given).resolve().is_relative_to(REPO)
+            path = Path(given).resolve().relative_to(REPO) if inside else Path(given)
+            reader = Reader(given, runtime=args.runtime)
             gold = evaluate_reader(reader, args.data)
             at = gold["abstention"]["at_reader_threshold"]
             asked = corpus_scores(RagQA(index, reader), examples)
