@@ -82,6 +82,15 @@ def test_train_reader_smoke(tmp_path, tiny_qa_base):
     assert passage.text[answer.start : answer.end] == "purple"
 
 
+def test_reader_train_config_rejects_checkpoints_between_evaluations():
+    from rag_qa.errors import InputError
+    from rag_qa.training.reader import ReaderTrainConfig
+
+    with pytest.raises(InputError, match=r"save_steps \(50\) must be a multiple of eval_steps \(250\)"):
+        ReaderTrainConfig(eval_steps=250, save_steps=50)
+    assert ReaderTrainConfig(eval_steps=100, save_steps=300).save_steps == 300
+
+
 def test_reader_train_config_rejects_bad_stride():
     from rag_qa.errors import InputError
 

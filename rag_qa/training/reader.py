@@ -89,6 +89,11 @@ class ReaderTrainConfig(Config):
             raise InputError(
                 f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length})"
             )
+        if self.save_steps is not None and (self.save_steps < 1 or self.save_steps % self.eval_steps):
+            raise InputError(
+                f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}): the best "
+                "checkpoint is chosen among the saved ones by its evaluation; leave save_steps out to save at each one"
+            )
         for key in ("negatives_per_question", "retrieved_negatives_per_question"):
             if getattr(self, key) < 0:
                 raise InputError(f"{key} must be 0 or more, got {getattr(self, key)}")
@@ -471,7 +476,8 @@ def train_reader(
         eval_strategy="steps",
         eval_steps=eval_steps,
         save_strategy="steps",
-        save_steps=config.save_steps or eval_steps,
+        # a run shorter than save_steps saves at its evaluations (eval_steps shrinks to the run too)
+        save_steps=config.save_steps if config.save_steps and config.save_steps <= total else eval_steps,
         save_total_limit=3,
         load_best_model_at_end=True,
         metric_for_best_model="eval_f1",
