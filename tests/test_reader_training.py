@@ -386,3 +386,97 @@ def test_train_reader_cli_stopped_by_a_signal_says_how_to_resume(tmp_path, monke
     assert result.exit_code == 1, result.output
     assert "stopped at step 573" in result.output and checkpoints in result.output and "--resume" in result.output
     assert "Traceback" not in result.output and "Reader saved" not in result.output
+
+
+class _TwoSeparatorTokenizer:
+    """A teacher's tokenizer in the MPNet frame (<s> q </s></s> c </s>) over the same word pieces
+    as the student's, at other ids."""
+
+    def __init__(self, student, shift=7):
+        self.vocab = {token: i + shift for token, i in student.get_vocab().items()}
+        self.cls_token_id, self.sep_token_id, self.pad_token_id, self.unk_token_id = 0, 2, 1, 3
+
+    def get_vocab(self):
+        return dict(self.vocab)
+
+    def __call__(self, question, context):
+        return {"input_ids": [0, 50, 2, 2, 60, 2]}
+
+
+def test_teacher_frame_maps_word_pieces_and_adds_the_second_separator(tiny_qa_base):
+    import torch
+    from transformers import AutoTokenizer
+
+    from rag_qa.training.reader import TeacherFrame
+
+    student = AutoTokenizer.from_pretrained(str(tiny_qa_base), local_files_only=True)
+    same = TeacherFrame(student, student)
+    enc = student(["Who likes red?"], ["Anna likes the colour red."], padding="max_length", max_length=20)
+    ids, mask = torch.as_tensor(enc["input_ids"]), torch.as_tensor(enc["attention_mask"])
+    t_ids, t_mask, positions = same.inputs(ids, mask)
+    assert not same.double_sep and torch.equal(t_ids, ids) and torch.equal(positions[0], torch.arange(20))
+
+    frame = TeacherFrame(student, _TwoSeparatorTokenizer(student))
+    t_ids, t_mask, positions = frame.inputs(ids, mask)
+    sep = student.convert_ids_to_tokens(ids[0].tolist()).index("[SEP]")
+    assert frame.double_sep and t_ids.shape == (1, 21)
+    assert t_ids[0, 0] == 0 and t_ids[0, sep] == 2 and t_ids[0, sep + 1] == 2  # <s> question </s></s>
+    words = [j for j in range(20) if mask[0, j] and ids[0, j] not in (student.cls_token_id, student.sep_token_id)]
+    for j in words:  # every word piece at its teacher position, as the teacher's id of the same text
+        assert (
+            t_ids[0, positions[0, j]]
+            == frame.table[ids[0, j]]
+            == student.get_vocab()[student.convert_ids_to_tokens(int(ids[0, j]))] + 7
+        )
+    assert positions[0, sep] == sep and positions[0, sep + 1] == sep + 2
+    assert t_mask.sum() == mask.sum() + 1 and t_ids[0, -1] == 1  # padding stays padding
+
+
+def test_teacher_frame_refuses_a_teacher_with_other_word_pieces(tiny_qa_base):
+    from transformers import AutoTokenizer
+
+    from rag_qa.errors import InputError
+    from rag_qa.training.reader import TeacherFrame
+
+    student = AutoTokenizer.from_pretrained(str(tiny_qa_base), local_files_only=True)
+    other = _TwoSeparatorTokenizer(student)
+    other.vocab = {f"▁{t}": i for t, i in other.vocab.items()}  # a sentencepiece-style vocabulary
+    with pytest.raises(InputError, match="word pieces"):
+        TeacherFrame(student, other)
+
+
+def test_distillation_loss_is_zero_for_the_teacher_and_ignores_padding():
+    import torch
+
+    from rag_qa.training.reader import distillation_loss
+
+    torch.manual_seed(0)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    start, end = torch.randn(2, 6), torch.randn(2, 6)
+    assert distillation_loss(start, end, start, end, mask, 2.0).abs() < 1e-6
+    other = distillation_loss(torch.randn(2, 6), torch.randn(2, 6), start, end, mask, 2.0)
+    assert other > 0.01
+    padded = start.clone()
+    padded[0, 4:] = 50.0  # scores on padding count for nothing
+    assert distillation_loss(padded, end, start, end, mask, 2.0).abs() < 1e-6
+
+
+def test_training_with_a_teacher_learns_and_the_card_names_it(tmp_path, tiny_qa_base):
+    train = make_squad(tmp_path / "train.json", 48, seed=3)
+    teacher_config = tiny_config(tiny_qa_base, learning_rate=2e-3, epochs=3, eval_steps=12, warmup_ratio=0.0)
+    train_reader(train, tmp_path / "teacher", teacher_config, eval_path=train, show_progress=False)
+    config = tiny_config(
+        tiny_qa_base,
+        learning_rate=2e-3,
+        epochs=2,
+        eval_steps=8,
+        logging_steps=2,
+        warmup_ratio=0.0,
+        teacher=str(tmp_path / "teacher"),
+        distill_weight=0.7,
+    )
+    results = train_reader(train, tmp_path / "student", config, eval_path=train, show_progress=False)
+    losses = [h["loss"] for h in results["log_history"] if "loss" in h]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    assert results["config"]["teacher"] == str(tmp_path / "teacher")
+    assert "distilled from `teacher`: weight 0.7" in (tmp_path / "student" / "README.md").read_text()

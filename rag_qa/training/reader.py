@@ -66,6 +66,13 @@ class ReaderTrainConfig(Config):
     # passages as the reader ranks them. A question's windows then come one after another
     # (a batch border splits a few: each part is scored against the windows in its batch).
     shared_normalization: bool = False
+    # Distillation: a trained reader whose start and end scores the model also learns to match
+    # (soft targets at distill_temperature, weighted distill_weight against the labels' loss).
+    # Its tokenizer must hold every word piece of the model's (all-mpnet-base-v2 does MiniLM's):
+    # its scores are mapped onto the model's tokens one to one (TeacherFrame).
+    teacher: Optional[str] = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
     eval_examples: Optional[int] = 1000  # held-out questions scored at each evaluation (None = all)
     eval_steps: int = 500
     save_steps: Optional[int] = None  # resumable checkpoints (None = at each evaluation); also on SIGTERM
@@ -93,6 +100,11 @@ class ReaderTrainConfig(Config):
             raise InputError(
                 f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}): the best "
                 "checkpoint is chosen among the saved ones by its evaluation; leave save_steps out to save at each one"
+            )
+        if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
+            raise InputError(
+                f"distill_weight must be 0 to 1 and distill_temperature above 0, got {self.distill_weight} and "
+                f"{self.distill_temperature}"
             )
         for key in ("negatives_per_question", "retrieved_negatives_per_question"):
             if getattr(self, key) < 0:
@@ -194,6 +206,81 @@ def shared_normalization_loss(start_logits, end_logits, start_positions, end_pos
     if not losses:
         return start_logits.sum() * 0.0
     return torch.stack(losses).mean()
+
+
+class TeacherFrame:
+    """Puts the student's windows in the teacher's frame and brings the teacher's scores back.
+
+    Each word piece is looked up by its text in the teacher's vocabulary ([CLS], [SEP], [PAD]
+    become the teacher's own special tokens); a teacher that frames a pair with two separators
+    (``<s> question </s></s> context </s>``, as MPNet and RoBERTa do) gets the second one
+    inserted after the first. Student position ``j`` is then teacher position ``j``, or ``j + 1``
+    after the question: the same word pieces, so one score per student token.
+    """
+
+    def __init__(self, student_tokenizer, teacher_tokenizer):
+        import torch
+
+        vocab = teacher_tokenizer.get_vocab()
+        specials = {
+            student_tokenizer.cls_token_id: teacher_tokenizer.cls_token_id,
+            student_tokenizer.sep_token_id: teacher_tokenizer.sep_token_id,
+            student_tokenizer.pad_token_id: teacher_tokenizer.pad_token_id,
+            student_tokenizer.unk_token_id: teacher_tokenizer.unk_token_id,
+        }
+        table, missing = [], []
+        for token_id in range(len(student_tokenizer)):
+            token = student_tokenizer.convert_ids_to_tokens(token_id)
+            mapped = specials.get(token_id, vocab.get(token))
+            if mapped is None:
+                missing.append(token)
+                mapped = teacher_tokenizer.unk_token_id
+            table.append(mapped)
+        if len(missing) > len(table) // 100:
+            raise InputError(
+                f"the teacher's tokenizer lacks {len(missing):,} of the model's {len(table):,} word pieces "
+                f"(e.g. {missing[:3]}): distil from a teacher with the same word pieces"
+            )
+        self.table = torch.as_tensor(table)
+        self.sep = teacher_tokenizer.sep_token_id
+        self.pad = teacher_tokenizer.pad_token_id
+        pair = teacher_tokenizer("a", "b")["input_ids"]
+        self.double_sep = pair.count(self.sep) == 3
+        self.student_sep = student_tokenizer.sep_token_id
+
+    def inputs(self, input_ids, attention_mask):
+        """The teacher's input ids and attention mask, and each student position's teacher position."""
+        import torch
+
+        ids = self.table.to(input_ids.device)[input_ids]
+        rows, width = input_ids.shape
+        positions = torch.arange(width, device=input_ids.device).expand(rows, width)
+        if not self.double_sep:
+            return ids, attention_mask, positions
+        first_sep = (input_ids == self.student_sep).int().argmax(dim=1, keepdim=True)
+        positions = positions + (positions > first_sep).long()
+        t_ids = torch.full((rows, width + 1), self.pad, dtype=ids.dtype, device=ids.device)
+        t_mask = torch.zeros((rows, width + 1), dtype=attention_mask.dtype, device=ids.device)
+        t_ids.scatter_(1, positions, ids)
+        t_mask.scatter_(1, positions, attention_mask)
+        t_ids.scatter_(1, first_sep + 1, self.sep)
+        t_mask.scatter_(1, first_sep + 1, 1)
+        return t_ids, t_mask, positions
+
+
+def distillation_loss(student_start, student_end, teacher_start, teacher_end, attention_mask, temperature):
+    """KL divergence from the teacher's start and end distributions to the student's, each a
+    softmax over the window's tokens at ``temperature`` (padding left out), times the squared
+    temperature (Hinton et al.); start and end halved, averaged over the windows."""
+    import torch.nn.functional as F
+
+    pad = ~attention_mask.bool()
+    total = 0.0
+    for student, teacher in ((student_start, teacher_start), (student_end, teacher_end)):
+        log_s = F.log_softmax(student.float().masked_fill(pad, -1e4) / temperature, dim=-1)
+        log_t = F.log_softmax(teacher.float().masked_fill(pad, -1e4) / temperature, dim=-1)
+        total = total + (log_t.exp() * (log_t - log_s)).sum(dim=-1).mean() / 2
+    return total * temperature**2
 
 
 class GroupSampler:
@@ -396,6 +483,16 @@ def train_reader(
     )
     if config.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
+    teacher = frame = None
+    if config.teacher:
+        teacher_dir = check_model_dir(config.teacher, kind="teacher reader")
+        teacher = AutoModelForQuestionAnswering.from_pretrained(
+            str(teacher_dir), local_files_only=True, trust_remote_code=False, dtype=torch.float32
+        ).eval()
+        teacher.requires_grad_(False)
+        frame = TeacherFrame(
+            tokenizer, AutoTokenizer.from_pretrained(str(teacher_dir), use_fast=True, local_files_only=True)
+        )
 
     logger.info(
         "tokenising %d training questions, %d answerless paragraphs and %d evaluation questions",
@@ -422,19 +519,33 @@ def train_reader(
             return GroupSampler(train_features["group"], lengths, config.batch_size, config.seed)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not config.shared_normalization:
+            if not config.shared_normalization and teacher is None:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            groups = inputs.pop("group")
+            groups = inputs.pop("group", None)
             outputs = model(**inputs)
-            shared = shared_normalization_loss(
-                outputs.start_logits,
-                outputs.end_logits,
-                inputs["start_positions"],
-                inputs["end_positions"],
-                groups,
-                inputs["attention_mask"],
-            )
-            loss = outputs.loss + shared
+            loss = outputs.loss
+            if config.shared_normalization:
+                loss = loss + shared_normalization_loss(
+                    outputs.start_logits,
+                    outputs.end_logits,
+                    inputs["start_positions"],
+                    inputs["end_positions"],
+                    groups,
+                    inputs["attention_mask"],
+                )
+            if teacher is not None:
+                with torch.no_grad():
+                    t_ids, t_mask, positions = frame.inputs(inputs["input_ids"], inputs["attention_mask"])
+                    taught = teacher.to(t_ids.device)(input_ids=t_ids, attention_mask=t_mask)
+                soft = distillation_loss(
+                    outputs.start_logits,
+                    outputs.end_logits,
+                    taught.start_logits.gather(1, positions),
+                    taught.end_logits.gather(1, positions),
+                    inputs["attention_mask"],
+                    config.distill_temperature,
+                )
+                loss = (1 - config.distill_weight) * loss + config.distill_weight * soft
             return (loss, outputs) if return_outputs else loss
 
         def _get_eval_sampler(self, eval_dataset):
@@ -575,6 +686,11 @@ def write_model_card(out_dir: Path, results: dict[str, Any], train_path: str | P
     loss = "start and end cross-entropy per window ([CLS] where the window holds no answer)"
     if cfg.get("shared_normalization"):
         loss += ", plus the same over all the windows of each question at once (shared normalisation)"
+    if cfg.get("teacher"):
+        loss += (
+            f"; distilled from `{Path(cfg['teacher']).name}`: weight {cfg['distill_weight']} on matching its start "
+            f"and end scores at temperature {cfg['distill_temperature']}"
+        )
     card = f"""# ragqa extractive reader
 
 An extractive question-answering model (`AutoModelForQuestionAnswering`),
