@@ -480,3 +480,12 @@ def test_training_with_a_teacher_learns_and_the_card_names_it(tmp_path, tiny_qa_
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
     assert results["config"]["teacher"] == str(tmp_path / "teacher")
     assert "distilled from `teacher`: weight 0.7" in (tmp_path / "student" / "README.md").read_text()
+
+
+def test_a_teacher_that_is_not_a_trained_reader_is_refused(tmp_path, tiny_qa_base, tiny_encoder):
+    from rag_qa.errors import InputError
+
+    train = make_squad(tmp_path / "train.json", 8, seed=1)
+    config = tiny_config(tiny_qa_base, max_steps=1, teacher=str(tiny_encoder))
+    with pytest.raises(InputError, match="not a trained reader"):
+        train_reader(train, tmp_path / "student", config, eval_path=train, show_progress=False)

@@ -485,7 +485,15 @@ def train_reader(
         model.get_input_embeddings().weight.requires_grad_(False)
     teacher = frame = None
     if config.teacher:
+        from rag_qa.reading.reader import _architectures
+
         teacher_dir = check_model_dir(config.teacher, kind="teacher reader")
+        archs = _architectures(teacher_dir)
+        if not any(a.endswith("ForQuestionAnswering") for a in archs):
+            raise InputError(
+                f"teacher {teacher_dir} is a {', '.join(archs) or 'model without a named architecture'}, not a "
+                "trained reader: train one with `ragqa train-reader` and give its directory as teacher"
+            )
         teacher = AutoModelForQuestionAnswering.from_pretrained(
             str(teacher_dir), local_files_only=True, trust_remote_code=False, dtype=torch.float32
         ).eval()
