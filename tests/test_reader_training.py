@@ -19,6 +19,11 @@ def tiny_config(base, **settings) -> ReaderTrainConfig:
     return ReaderTrainConfig(base=str(base), **{**defaults, **settings})
 
 
+def learning_config(base, **settings) -> ReaderTrainConfig:
+    """Two passes at a high learning rate without warm-up: enough for the tiny base's loss to fall."""
+    return tiny_config(base, learning_rate=2e-3, epochs=2, eval_steps=8, logging_steps=2, warmup_ratio=0.0, **settings)
+
+
 def make_squad(path, n, seed):
     """Questions whose answer is always the colour in 'X likes the colour C.'"""
     rng = random.Random(seed)
@@ -353,16 +358,7 @@ def test_train_reader_with_shared_normalization(tmp_path, tiny_qa_base):
         next(k for k, e in enumerate(examples) if e.qid == n.qid.rsplit("-", 1)[0]) for n in negatives
     ]
 
-    config = tiny_config(
-        tiny_qa_base,
-        learning_rate=2e-3,
-        epochs=2,
-        eval_steps=8,
-        logging_steps=2,
-        warmup_ratio=0.0,
-        negatives_per_question=1.0,
-        shared_normalization=True,
-    )
+    config = learning_config(tiny_qa_base, negatives_per_question=1.0, shared_normalization=True)
     results = train_reader(train, tmp_path / "reader", config, eval_path=train, show_progress=False)
     losses = [h["loss"] for h in results["log_history"] if "loss" in h]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
@@ -465,16 +461,7 @@ def test_training_with_a_teacher_learns_and_the_card_names_it(tmp_path, tiny_qa_
     train = make_squad(tmp_path / "train.json", 48, seed=3)
     teacher_config = tiny_config(tiny_qa_base, learning_rate=2e-3, epochs=3, eval_steps=12, warmup_ratio=0.0)
     train_reader(train, tmp_path / "teacher", teacher_config, eval_path=train, show_progress=False)
-    config = tiny_config(
-        tiny_qa_base,
-        learning_rate=2e-3,
-        epochs=2,
-        eval_steps=8,
-        logging_steps=2,
-        warmup_ratio=0.0,
-        teacher=str(tmp_path / "teacher"),
-        distill_weight=0.7,
-    )
+    config = learning_config(tiny_qa_base, teacher=str(tmp_path / "teacher"), distill_weight=0.7)
     results = train_reader(train, tmp_path / "student", config, eval_path=train, show_progress=False)
     losses = [h["loss"] for h in results["log_history"] if "loss" in h]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
