@@ -406,26 +406,27 @@ def test_teacher_frame_maps_word_pieces_and_adds_the_second_separator(tiny_qa_ba
     from rag_qa.training.reader import TeacherFrame
 
     student = AutoTokenizer.from_pretrained(str(tiny_qa_base), local_files_only=True)
-    same = TeacherFrame(student, student)
-    enc = student(["Who likes red?"], ["Anna likes the colour red."], padding="max_length", max_length=20)
+    pairs = [("Who likes red?", "Anna likes the colour red."), ("Which colour does Boris like best?", "Blue.")]
+    enc = student([q for q, _ in pairs], [c for _, c in pairs], padding="longest", pad_to_multiple_of=8)
     ids, mask = torch.as_tensor(enc["input_ids"]), torch.as_tensor(enc["attention_mask"])
-    t_ids, t_mask, positions = same.inputs(ids, mask)
-    assert not same.double_sep and torch.equal(t_ids, ids) and torch.equal(positions[0], torch.arange(20))
+    width = ids.shape[1]
 
-    frame = TeacherFrame(student, _TwoSeparatorTokenizer(student))
+    same = TeacherFrame(student, student)
+    t_ids, t_mask, positions = same.inputs(ids, mask)
+    assert not same.double_sep and torch.equal(t_ids, ids) and torch.equal(t_mask, mask)
+    assert torch.equal(positions, torch.arange(width).expand(2, width))
+
+    frame = TeacherFrame(student, _TwoSeparatorTokenizer(student, shift=7))
     t_ids, t_mask, positions = frame.inputs(ids, mask)
-    sep = student.convert_ids_to_tokens(ids[0].tolist()).index("[SEP]")
-    assert frame.double_sep and t_ids.shape == (1, 21)
-    assert t_ids[0, 0] == 0 and t_ids[0, sep] == 2 and t_ids[0, sep + 1] == 2  # <s> question </s></s>
-    words = [j for j in range(20) if mask[0, j] and ids[0, j] not in (student.cls_token_id, student.sep_token_id)]
-    for j in words:  # every word piece at its teacher position, as the teacher's id of the same text
-        assert (
-            t_ids[0, positions[0, j]]
-            == frame.table[ids[0, j]]
-            == student.get_vocab()[student.convert_ids_to_tokens(int(ids[0, j]))] + 7
-        )
-    assert positions[0, sep] == sep and positions[0, sep + 1] == sep + 2
-    assert t_mask.sum() == mask.sum() + 1 and t_ids[0, -1] == 1  # padding stays padding
+    assert frame.double_sep and t_ids.shape == t_mask.shape == (2, width + 1)
+    for row, (question, context) in enumerate(pairs):  # each row framed as <s> q </s></s> c </s>, then padding
+        q = [i + 7 for i in student(question, add_special_tokens=False)["input_ids"]]
+        c = [i + 7 for i in student(context, add_special_tokens=False)["input_ids"]]
+        framed = [0, *q, 2, 2, *c, 2]
+        assert t_ids[row].tolist() == framed + [1] * (width + 1 - len(framed))
+        assert t_mask[row].tolist() == [1] * len(framed) + [0] * (width + 1 - len(framed))
+        sep = len(q) + 1  # the student's first [SEP]
+        assert positions[row].tolist() == list(range(sep + 1)) + list(range(sep + 2, width + 1))
 
 
 def test_teacher_frame_refuses_a_teacher_with_other_word_pieces(tiny_qa_base):
@@ -456,13 +457,38 @@ def test_distillation_loss_is_zero_for_the_teacher_and_ignores_padding():
     padded[0, 4:] = 50.0  # scores on padding count for nothing
     assert distillation_loss(padded, end, start, end, mask, 2.0).abs() < 1e-6
 
+    # on unpadded windows: KL(teacher || student) at the temperature, times its square, start and end averaged
+    full = torch.ones(2, 6, dtype=torch.long)
+    s_start, s_end, t_start, t_end = (torch.randn(2, 6) for _ in range(4))
 
-def test_training_with_a_teacher_learns_and_the_card_names_it(tmp_path, tiny_qa_base):
+    def kl(student, teacher, t):
+        return torch.nn.functional.kl_div(
+            torch.log_softmax(student / t, -1),
+            torch.log_softmax(teacher / t, -1),
+            log_target=True,
+            reduction="batchmean",
+        )
+
+    for t in (1.0, 3.0):
+        expected = (kl(s_start, t_start, t) + kl(s_end, t_end, t)) / 2 * t**2
+        assert torch.allclose(distillation_loss(s_start, s_end, t_start, t_end, full, t), expected, atol=1e-5)
+    assert not torch.allclose(  # the direction matters
+        distillation_loss(s_start, s_end, t_start, t_end, full, 1.0),
+        distillation_loss(t_start, t_end, s_start, s_end, full, 1.0),
+    )
+
+
+def test_training_with_a_teacher_learns_and_the_card_names_it(tmp_path, tiny_qa_base, monkeypatch):
+    from rag_qa.training import reader as training
+
     train = make_squad(tmp_path / "train.json", 48, seed=3)
     teacher_config = tiny_config(tiny_qa_base, learning_rate=2e-3, epochs=3, eval_steps=12, warmup_ratio=0.0)
     train_reader(train, tmp_path / "teacher", teacher_config, eval_path=train, show_progress=False)
     config = learning_config(tiny_qa_base, teacher=str(tmp_path / "teacher"), distill_weight=0.7)
+    soft, real = [], training.distillation_loss
+    monkeypatch.setattr(training, "distillation_loss", lambda *a: soft.append(float(real(*a).detach())) or real(*a))
     results = train_reader(train, tmp_path / "student", config, eval_path=train, show_progress=False)
+    assert len(soft) == results["steps"] and all(x > 0 for x in soft)  # the teacher's scores on every step
     losses = [h["loss"] for h in results["log_history"] if "loss" in h]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
     assert results["config"]["teacher"] == str(tmp_path / "teacher")
@@ -476,3 +502,15 @@ def test_a_teacher_that_is_not_a_trained_reader_is_refused(tmp_path, tiny_qa_bas
     config = tiny_config(tiny_qa_base, max_steps=1, teacher=str(tiny_encoder))
     with pytest.raises(InputError, match="not a trained reader"):
         train_reader(train, tmp_path / "student", config, eval_path=train, show_progress=False)
+
+
+def test_a_teacher_that_cannot_read_the_windows_is_refused(tmp_path, tiny_qa_base):
+    from rag_qa.errors import InputError
+
+    train = make_squad(tmp_path / "train.json", 8, seed=1)
+    missing = tiny_config(tiny_qa_base, max_steps=1, teacher=str(tmp_path / "nowhere"))
+    with pytest.raises(InputError, match="set teacher to a trained reader's directory"):
+        train_reader(train, tmp_path / "a", missing, eval_path=train, show_progress=False)
+    too_long = tiny_config(tiny_qa_base, max_steps=1, teacher=str(tiny_qa_base), max_seq_length=520, doc_stride=128)
+    with pytest.raises(InputError, match="the teacher reads at most 512 tokens"):
+        train_reader(train, tmp_path / "b", too_long, eval_path=train, show_progress=False)

@@ -96,6 +96,8 @@ class ReaderTrainConfig(Config):
             raise InputError(
                 f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length})"
             )
+        if self.eval_steps < 1:
+            raise InputError(f"eval_steps must be 1 or more, got {self.eval_steps}")
         if self.save_steps is not None and (self.save_steps < 1 or self.save_steps % self.eval_steps):
             raise InputError(
                 f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}): the best "
@@ -241,7 +243,15 @@ class TeacherFrame:
                 f"the teacher's tokenizer lacks {len(missing):,} of the model's {len(table):,} word pieces "
                 f"(e.g. {missing[:3]}): distil from a teacher with the same word pieces"
             )
+        if missing:
+            logger.warning(
+                "the teacher's tokenizer lacks %d of the model's word pieces (e.g. %s): the teacher reads them as "
+                "unknown",
+                len(missing),
+                missing[:3],
+            )
         self.table = torch.as_tensor(table)
+        self._tables: dict = {}
         self.sep = teacher_tokenizer.sep_token_id
         self.pad = teacher_tokenizer.pad_token_id
         pair = teacher_tokenizer("a", "b")["input_ids"]
@@ -252,7 +262,8 @@ class TeacherFrame:
         """The teacher's input ids and attention mask, and each student position's teacher position."""
         import torch
 
-        ids = self.table.to(input_ids.device)[input_ids]
+        table = self._tables.setdefault(input_ids.device, self.table.to(input_ids.device))
+        ids = table[input_ids]
         rows, width = input_ids.shape
         positions = torch.arange(width, device=input_ids.device).expand(rows, width)
         if not self.double_sep:
@@ -266,6 +277,20 @@ class TeacherFrame:
         t_ids.scatter_(1, first_sep + 1, self.sep)
         t_mask.scatter_(1, first_sep + 1, 1)
         return t_ids, t_mask, positions
+
+    def check(self, student_tokenizer, teacher_tokenizer, question: str, context: str, max_length: int) -> None:
+        """Refuse a teacher whose own framing of (question, context) differs from this one's."""
+        import torch
+
+        enc = student_tokenizer(question, context, truncation="only_second", max_length=max_length)
+        ids, mask, _ = self.inputs(torch.as_tensor([enc["input_ids"]]), torch.as_tensor([enc["attention_mask"]]))
+        own = teacher_tokenizer(question, context, truncation="only_second", max_length=ids.shape[1])["input_ids"]
+        if ids[0].tolist() != list(own):
+            raise InputError(
+                "the teacher's tokenizer frames a question and its passage differently from the model's "
+                f"({len(own)} tokens against {ids.shape[1]}, or other word pieces): distil from a teacher that cuts "
+                "text into the same word pieces"
+            )
 
 
 def distillation_loss(student_start, student_end, teacher_start, teacher_end, attention_mask, temperature):
@@ -484,9 +509,12 @@ def train_reader(
     if config.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     teacher = frame = None
+    token_types = False
     if config.teacher:
         from rag_qa.reading.reader import _architectures
 
+        if not Path(config.teacher).is_dir():
+            raise InputError(f"teacher {config.teacher} does not exist: set teacher to a trained reader's directory")
         teacher_dir = check_model_dir(config.teacher, kind="teacher reader")
         archs = _architectures(teacher_dir)
         if not any(a.endswith("ForQuestionAnswering") for a in archs):
@@ -498,9 +526,21 @@ def train_reader(
             str(teacher_dir), local_files_only=True, trust_remote_code=False, dtype=torch.float32
         ).eval()
         teacher.requires_grad_(False)
-        frame = TeacherFrame(
-            tokenizer, AutoTokenizer.from_pretrained(str(teacher_dir), use_fast=True, local_files_only=True)
-        )
+        teacher_tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir), use_fast=True, local_files_only=True)
+        frame = TeacherFrame(tokenizer, teacher_tokenizer)
+        sample = next(iter(train_examples), None)
+        if sample is not None:
+            frame.check(tokenizer, teacher_tokenizer, sample.question, sample.context, config.max_seq_length)
+        # batches are padded to a multiple of 8; a two-separator frame adds one token; RoBERTa-style
+        # position ids start after the padding id
+        longest = -(-config.max_seq_length // 8) * 8 + frame.double_sep
+        limit = teacher.config.max_position_embeddings - ((teacher.config.pad_token_id or 0) + 1) * frame.double_sep
+        if longest > limit:
+            raise InputError(
+                f"the teacher reads at most {limit} tokens and max_seq_length {config.max_seq_length} gives it "
+                f"{longest}: lower max_seq_length"
+            )
+        token_types = not frame.double_sep and getattr(teacher.config, "type_vocab_size", 1) > 1
 
     logger.info(
         "tokenising %d training questions, %d answerless paragraphs and %d evaluation questions",
@@ -544,7 +584,8 @@ def train_reader(
             if teacher is not None:
                 with torch.no_grad():
                     t_ids, t_mask, positions = frame.inputs(inputs["input_ids"], inputs["attention_mask"])
-                    taught = teacher.to(t_ids.device)(input_ids=t_ids, attention_mask=t_mask)
+                    extra = {"token_type_ids": inputs["token_type_ids"]} if token_types else {}
+                    taught = teacher.to(t_ids.device)(input_ids=t_ids, attention_mask=t_mask, **extra)
                 soft = distillation_loss(
                     outputs.start_logits,
                     outputs.end_logits,
