@@ -262,7 +262,9 @@ class TeacherFrame:
         """The teacher's input ids and attention mask, and each student position's teacher position."""
         import torch
 
-        table = self._tables.setdefault(input_ids.device, self.table.to(input_ids.device))
+        table = self._tables.get(input_ids.device)
+        if table is None:  # copied to each device once, not on every batch
+            table = self._tables[input_ids.device] = self.table.to(input_ids.device)
         ids = table[input_ids]
         rows, width = input_ids.shape
         positions = torch.arange(width, device=input_ids.device).expand(rows, width)
@@ -585,7 +587,7 @@ def train_reader(
                 with torch.no_grad():
                     t_ids, t_mask, positions = frame.inputs(inputs["input_ids"], inputs["attention_mask"])
                     extra = {"token_type_ids": inputs["token_type_ids"]} if token_types else {}
-                    taught = teacher.to(t_ids.device)(input_ids=t_ids, attention_mask=t_mask, **extra)
+                    taught = teacher(input_ids=t_ids, attention_mask=t_mask, **extra)
                 soft = distillation_loss(
                     outputs.start_logits,
                     outputs.end_logits,
@@ -655,6 +657,8 @@ def train_reader(
         **trainer_precision_flags(config.precision),
         **ddp_arguments(),
     )
+    if teacher is not None:
+        teacher.to(args.device)  # once, where the Trainer puts the model
     stop = _StopOnSignal()
     trainer = SquadTrainer(
         model=model,
