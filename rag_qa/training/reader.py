@@ -543,6 +543,9 @@ def train_reader(
                 f"{longest}: lower max_seq_length"
             )
         token_types = not frame.double_sep and getattr(teacher.config, "type_vocab_size", 1) > 1
+    # The Trainer casts only the student's forward (through accelerate); the teacher reads at the same precision.
+    flags = trainer_precision_flags(config.precision)
+    teacher_dtype = torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else None
 
     logger.info(
         "tokenising %d training questions, %d answerless paragraphs and %d evaluation questions",
@@ -584,8 +587,10 @@ def train_reader(
                     inputs["attention_mask"],
                 )
             if teacher is not None:
-                with torch.no_grad():
-                    t_ids, t_mask, positions = frame.inputs(inputs["input_ids"], inputs["attention_mask"])
+                t_ids, t_mask, positions = frame.inputs(inputs["input_ids"], inputs["attention_mask"])
+                with torch.no_grad(), torch.autocast(
+                    t_ids.device.type, dtype=teacher_dtype or torch.float32, enabled=teacher_dtype is not None
+                ):
                     extra = {"token_type_ids": inputs["token_type_ids"]} if token_types else {}
                     taught = teacher(input_ids=t_ids, attention_mask=t_mask, **extra)
                 soft = distillation_loss(
