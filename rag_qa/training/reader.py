@@ -659,7 +659,7 @@ def train_reader(
         optim=config.optimizer,
         # the windows' question numbers reach compute_loss (shared normalisation)
         remove_unused_columns=not config.shared_normalization,
-        **trainer_precision_flags(config.precision),
+        **flags,
         **ddp_arguments(),
     )
     if teacher is not None:
