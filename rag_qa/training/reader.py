@@ -588,8 +588,11 @@ def train_reader(
                 )
             if teacher is not None:
                 t_ids, t_mask, positions = frame.inputs(inputs["input_ids"], inputs["attention_mask"])
-                with torch.no_grad(), torch.autocast(
-                    t_ids.device.type, dtype=teacher_dtype or torch.float32, enabled=teacher_dtype is not None
+                with (
+                    torch.no_grad(),
+                    torch.autocast(
+                        t_ids.device.type, dtype=teacher_dtype or torch.float32, enabled=teacher_dtype is not None
+                    ),
                 ):
                     extra = {"token_type_ids": inputs["token_type_ids"]} if token_types else {}
                     taught = teacher(input_ids=t_ids, attention_mask=t_mask, **extra)
