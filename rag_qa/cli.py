@@ -1085,7 +1085,8 @@ def serve_cmd(
     Binds 127.0.0.1 unless --host says otherwise; another address needs an
     API key in the variable --api-key-env names. Needs the serve extra
     (pip install 'ragqa[serve]'). SIGTERM or Ctrl-C finishes the requests in
-    flight, then stops.
+    flight, then stops. Without --runtime, the reader runs torch on a CPU with
+    bfloat16 in hardware (faster once warm, slower to start), else as `ragqa ask`.
     """
     import dataclasses
     import ipaddress

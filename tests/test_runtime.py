@@ -12,7 +12,7 @@ from rag_qa.errors import InputError, ModelError
 from rag_qa.models import default_encoder_path, weights_sha256
 from rag_qa.reading.reader import Reader, default_reader_path
 from rag_qa.retrieval.encoder import Encoder
-from rag_qa.runtime import FastTokenizer, OnnxModel, onnx_file, resolve_runtime
+from rag_qa.runtime import FastTokenizer, OnnxModel, onnx_file, resolve_runtime, serving_reader_runtime
 from rag_qa.types import Passage
 
 pytest.importorskip("onnxruntime")
@@ -128,6 +128,35 @@ def test_runtime_choice():
         resolve_runtime("onnx", device="cuda")
     with pytest.raises(InputError, match="unknown runtime"):
         resolve_runtime("tensorrt")
+
+
+def test_a_service_reads_with_torch_only_where_bfloat16_is_in_hardware(monkeypatch):
+    import rag_qa.runtime.select as select
+
+    monkeypatch.setattr(select, "_has_nvidia_gpu", lambda: False)
+    monkeypatch.setattr(select, "cpu_has_native_bf16", lambda: True)
+    assert serving_reader_runtime(None) == serving_reader_runtime("auto") == "torch"
+    assert serving_reader_runtime("onnx") == "onnx"  # what was asked for is kept
+    monkeypatch.setattr(select, "cpu_has_native_bf16", lambda: False)
+    assert serving_reader_runtime(None) is None  # float32 CPUs keep ONNX Runtime (the reader's auto)
+    monkeypatch.setattr(select, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(select, "_has_nvidia_gpu", lambda: True)
+    assert serving_reader_runtime("auto") == "auto"  # auto is torch on a GPU already
+
+
+def test_the_service_picks_its_reader_runtime(built_index, tmp_path, monkeypatch):
+    pytest.importorskip("fastapi")
+    import rag_qa.runtime.select as select
+    from rag_qa.service import ServeConfig
+    from rag_qa.service.app import _Service
+
+    monkeypatch.setattr(select, "_has_nvidia_gpu", lambda: False)
+    for native, runtime in ((True, "torch"), (False, "auto")):
+        monkeypatch.setattr(select, "cpu_has_native_bf16", lambda native=native: native)
+        app = _Service(ServeConfig(index_dir=str(built_index.directory), feedback_dir=str(tmp_path / "fb")))
+        assert app.qa.reader.config.runtime == runtime
+    asked = _Service(ServeConfig(index_dir=str(built_index.directory), feedback_dir=str(tmp_path), runtime="onnx"))
+    assert asked.qa.reader.config.runtime == "onnx"
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from rag_qa.runtime.select import (
     resolve_device,
     resolve_precision,
     resolve_runtime,
+    serving_reader_runtime,
     trainer_precision_flags,
 )
 from rag_qa.runtime.tokenizer import FastTokenizer, Windows
@@ -26,5 +27,6 @@ __all__ = [
     "resolve_device",
     "resolve_precision",
     "resolve_runtime",
+    "serving_reader_runtime",
     "trainer_precision_flags",
 ]

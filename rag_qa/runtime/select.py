@@ -53,6 +53,21 @@ def resolve_runtime(runtime: str | None, device: str | None = None, precision: s
     return runtime
 
 
+def serving_reader_runtime(runtime: str | None) -> str | None:
+    """The reader's runtime in a long-running process (``ragqa serve``) asked for ``runtime``.
+
+    As asked, except that no choice (None or ``auto``) on a CPU-only machine
+    whose CPU multiplies bfloat16 in hardware picks ``torch``: once loaded it
+    reads faster there than ONNX Runtime's float32 (``bench/serve_load.py``);
+    what ONNX Runtime saves is the start-up, which a service pays once.
+    """
+    if runtime not in (None, "auto"):
+        return runtime
+    if cpu_has_native_bf16() and not _has_nvidia_gpu() and importlib.util.find_spec("torch") is not None:
+        return "torch"
+    return runtime
+
+
 def resolve_device(requested: str | None) -> str:
     if requested:
         return requested

@@ -22,8 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag_qa.errors import InputError, RagQAError
 from rag_qa.pipeline import AskResult, PreparedQuestion, RagQA, hit_dict, index_source_root
+from rag_qa.reading.reader import Reader
 from rag_qa.retrieval import storage
 from rag_qa.retrieval.index import Index
+from rag_qa.runtime import serving_reader_runtime
 from rag_qa.service.batching import MicroBatcher, QueueFull
 from rag_qa.service.feedback import FeedbackStore
 from rag_qa.service.schemas import AskRequest, AskResponse, FeedbackRequest, FeedbackResponse, SearchRequest
@@ -176,6 +178,9 @@ class _Service:
     def __init__(self, config: ServeConfig):
         self.config = config
         self.qa = RagQA.load(config.index_dir, reader=config.reader, runtime=config.runtime)
+        reader_runtime = serving_reader_runtime(config.runtime)
+        if reader_runtime != config.runtime:  # no runtime asked for: the faster reader once warm
+            self.qa = RagQA(self.qa.index, Reader(config.reader, runtime=reader_runtime))
         self.batcher: MicroBatcher[PreparedQuestion, AskResult] | None = None
         self.feedback = FeedbackStore(config.feedback_dir)
         self.ready = threading.Event()
