@@ -308,7 +308,7 @@ def serve_load(r: dict) -> str:
     return "\n".join(
         [
             f"`{cmd}` — a real `ragqa serve` process per mode ({r['modes'][0]['reader']}, "
-            + ("the default runtime" if not s.get("runtime") else f"`--runtime {s['runtime']}`")
+            + ("the default runtime on this CPU" if not s.get("runtime") else f"`--runtime {s['runtime']}`")
             + f") over "
             f"{c['passages']:,} passages of held-out SQuAD articles; `POST /ask` at top-{s['top_k']} from "
             f"{s['clients']} concurrent clients over loopback on the same machine, the held-out questions in turn, "

@@ -6,11 +6,13 @@ loopback, with micro-batching on (`--batch-size 8`, the default) and off
 
 Indexes the paragraphs of the SQuAD v1.1 train articles that ragqa holds out
 of training (the test half, as the other benchmarks), then for each mode starts
-a real `ragqa serve` process on a free loopback port with the default runtime,
-waits for /health, sends one untimed round of ``--clients`` questions, and
-then ``--requests`` `POST /ask` (top-10 passages, the held-out questions in
-turn) from ``--clients`` concurrent clients. Sending stops at ``--max-seconds``
-and the count actually sent is reported. An error is any answer other than 200
+a real `ragqa serve` process on a free loopback port with the default runtime
+(its reader torch on a CPU with bfloat16 in hardware, else ONNX Runtime; the
+results name it) or ``--runtime``, waits for /health, sends one untimed round
+of ``--clients`` questions, and then ``--requests`` `POST /ask` (top-10
+passages, the held-out questions in turn) from ``--clients`` concurrent
+clients. Sending stops at ``--max-seconds`` and the count actually sent is
+reported. An error is any answer other than 200
 with answers, or a transport error. Each server is stopped with SIGTERM and
 must exit cleanly. The clients run on the same machine as the server.
 """

@@ -182,6 +182,7 @@ class RagQA:
         reader: str | Path | None = None,
         encoder: str | Path | None = None,
         runtime: str | None = None,
+        reader_runtime: str | None = None,
         **reader_settings: Any,
     ) -> "RagQA":
         """Load the index and a reader (default: the reader shipped with ragqa).
@@ -189,14 +190,15 @@ class RagQA:
         ``runtime`` runs both the query encoder and the reader: ``onnx`` (ONNX
         Runtime, the ``auto`` choice on a CPU-only machine), ``onnx-int8`` or
         ``torch``; None keeps the index's ``dense.runtime`` and the reader's
-        default (``auto``). Other reader settings (see :class:`ReaderConfig`) are
-        passed on to the reader.
+        default (``auto``). ``reader_runtime``, when given, runs the reader
+        only and wins over ``runtime`` there. Other reader settings (see
+        :class:`ReaderConfig`) are passed on to the reader.
         """
         index = Index.load(index_dir, encoder=encoder, runtime=runtime)
         if len(index) == 0:
             raise InputError(f"index at {index_dir} holds no passages: index some documents with `ragqa index`")
-        if runtime is not None:
-            reader_settings["runtime"] = runtime
+        if reader_runtime is not None or runtime is not None:
+            reader_settings["runtime"] = reader_runtime or runtime
         return cls(index, Reader(reader, **reader_settings))
 
     def ask(

@@ -135,8 +135,9 @@ def test_a_service_reads_with_torch_only_where_bfloat16_is_in_hardware(monkeypat
 
     monkeypatch.setattr(select, "_has_nvidia_gpu", lambda: False)
     monkeypatch.setattr(select, "cpu_has_native_bf16", lambda: True)
-    assert serving_reader_runtime(None) == serving_reader_runtime("auto") == "torch"
+    assert serving_reader_runtime(None) == "torch"
     assert serving_reader_runtime("onnx") == "onnx"  # what was asked for is kept
+    assert serving_reader_runtime("auto") == "auto"  # --runtime auto: onnx on this CPU, as its help says
     monkeypatch.setattr(select, "cpu_has_native_bf16", lambda: False)
     assert serving_reader_runtime(None) is None  # float32 CPUs keep ONNX Runtime (the reader's auto)
     monkeypatch.setattr(select, "cpu_has_native_bf16", lambda: True)
@@ -155,6 +156,7 @@ def test_the_service_picks_its_reader_runtime(built_index, tmp_path, monkeypatch
         monkeypatch.setattr(select, "cpu_has_native_bf16", lambda native=native: native)
         app = _Service(ServeConfig(index_dir=str(built_index.directory), feedback_dir=str(tmp_path / "fb")))
         assert app.qa.reader.config.runtime == runtime
+        assert app.qa.index.config.dense.runtime == "auto"  # the query encoder keeps the index's runtime
     asked = _Service(ServeConfig(index_dir=str(built_index.directory), feedback_dir=str(tmp_path), runtime="onnx"))
     assert asked.qa.reader.config.runtime == "onnx"
 

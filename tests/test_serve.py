@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from rag_qa.data import read_squad  # noqa: E402
 from rag_qa.pipeline import RagQA  # noqa: E402
 from rag_qa.reading.reader import Reader  # noqa: E402
+from rag_qa.runtime import cpu_has_native_bf16  # noqa: E402
 from rag_qa.service import ServeConfig, create_app  # noqa: E402
 from rag_qa.service.batching import MicroBatcher, QueueFull  # noqa: E402
 
@@ -56,8 +57,9 @@ def test_ask_answers_with_the_json_of_ask_json(client, built_index):
     response = client.post("/ask", json={"question": QUESTION, "answers": 2})
     assert response.status_code == 200
     data = response.json()
-    # `ragqa ask --json` with the reader's runtime the service chose (torch on a CPU with bfloat16 in hardware)
-    runtime = client.get("/info").json()["reader"]["backend"].split()[0]
+    # `ragqa ask --json`, with the reader torch on a CPU with bfloat16 in hardware and the index's own encoder
+    runtime = "torch" if cpu_has_native_bf16() else "auto"
+    assert client.get("/info").json()["reader"]["backend"].startswith("torch" if runtime == "torch" else "onnx")
     qa = RagQA.load(built_index.directory)
     expected = RagQA(qa.index, Reader(None, runtime=runtime)).ask_full(QUESTION, top_k_answers=2).to_dict()
     assert data == json.loads(json.dumps(expected))
@@ -189,18 +191,22 @@ def test_feedback_round_trip_into_training_data(client, serve_config):
     assert examples["Who painted the ceiling?"].is_impossible
 
 
-def test_batched_reading_answers_as_one_at_a_time(built_index):
-    qa = RagQA.load(built_index.directory)
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_batched_reading_answers_as_one_at_a_time(built_index, runtime):
+    qa = RagQA.load(built_index.directory, reader_runtime=runtime)
     questions = [QUESTION, "What is the capital of France?", "How are passages stored?", "Which planet is largest?"]
     prepared = [qa.prepare(q, top_k_passages=4, top_k_answers=3) for q in questions]
     batched = qa.read_prepared(prepared)
+    # torch reads in bfloat16 on a CPU that has it: padding to the batch's longest pair may move a logit
+    # by a unit in its last place (1/32 near 4), so the same answers, with scores equal to bfloat16's precision
+    rel = 2e-2 if qa.reader.backend.endswith("bfloat16") else 1e-4
     for p, together in zip(prepared, batched):
         alone = qa.read_prepared([p])[0]
         assert [(a.text, a.start, a.end, a.source) for a in together.answers] == [
             (a.text, a.start, a.end, a.source) for a in alone.answers
         ]
-        assert [a.score for a in together.answers] == pytest.approx([a.score for a in alone.answers], rel=1e-4)
-        assert together.no_answer_margin == pytest.approx(alone.no_answer_margin, rel=1e-4, abs=1e-4)
+        assert [a.score for a in together.answers] == pytest.approx([a.score for a in alone.answers], rel=rel)
+        assert together.no_answer_margin == pytest.approx(alone.no_answer_margin, rel=rel, abs=1e-4)
         assert together.abstained == alone.abstained
 
 

@@ -56,12 +56,13 @@ def resolve_runtime(runtime: str | None, device: str | None = None, precision: s
 def serving_reader_runtime(runtime: str | None) -> str | None:
     """The reader's runtime in a long-running process (``ragqa serve``) asked for ``runtime``.
 
-    As asked, except that no choice (None or ``auto``) on a CPU-only machine
-    whose CPU multiplies bfloat16 in hardware picks ``torch``: once loaded it
-    reads faster there than ONNX Runtime's float32 (``bench/serve_load.py``);
-    what ONNX Runtime saves is the start-up, which a service pays once.
+    As asked, except that no choice (None) on a CPU-only machine whose CPU
+    multiplies bfloat16 in hardware picks ``torch``: once loaded it reads
+    faster there than ONNX Runtime's float32 (``bench/serve_load.py``); what
+    ONNX Runtime saves is the start-up, which a service pays once. An explicit
+    ``auto`` means what it means everywhere else (``resolve_runtime``).
     """
-    if runtime not in (None, "auto"):
+    if runtime is not None:
         return runtime
     if cpu_has_native_bf16() and not _has_nvidia_gpu() and importlib.util.find_spec("torch") is not None:
         return "torch"

@@ -22,7 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag_qa.errors import InputError, RagQAError
 from rag_qa.pipeline import AskResult, PreparedQuestion, RagQA, hit_dict, index_source_root
-from rag_qa.reading.reader import Reader
 from rag_qa.retrieval import storage
 from rag_qa.retrieval.index import Index
 from rag_qa.runtime import serving_reader_runtime
@@ -177,10 +176,13 @@ class _Service:
 
     def __init__(self, config: ServeConfig):
         self.config = config
-        self.qa = RagQA.load(config.index_dir, reader=config.reader, runtime=config.runtime)
-        reader_runtime = serving_reader_runtime(config.runtime)
-        if reader_runtime != config.runtime:  # no runtime asked for: the faster reader once warm
-            self.qa = RagQA(self.qa.index, Reader(config.reader, runtime=reader_runtime))
+        # No runtime asked for: the index's own query encoder, and the reader that is faster once warm.
+        self.qa = RagQA.load(
+            config.index_dir,
+            reader=config.reader,
+            runtime=config.runtime,
+            reader_runtime=serving_reader_runtime(config.runtime),
+        )
         self.batcher: MicroBatcher[PreparedQuestion, AskResult] | None = None
         self.feedback = FeedbackStore(config.feedback_dir)
         self.ready = threading.Event()
@@ -385,7 +387,7 @@ def create_app(config: ServeConfig | str | Path = "index", **settings: Any) -> F
     @app.post(
         "/ask",
         response_model=AskResponse,
-        summary="Answer a question (the JSON of `ragqa ask --json`)",
+        summary="Answer a question (the JSON of `ragqa ask --json`, read with the reader `/info` names)",
         responses={
             503: {"description": "models loading, too many questions waiting, or waited too long (see Retry-After)"}
         },
