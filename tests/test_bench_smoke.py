@@ -302,3 +302,19 @@ def test_report_marks_results_measured_before_their_code_changed(tmp_path, capsy
     assert unchecked.stale is None and "could not be checked" in unchecked.note
     report.main(["--check", "--results", str(results), "--repo", str(plain)])
     assert "could not be checked" in capsys.readouterr().out
+
+
+def test_passages_read_reads_only_the_first_k_passages_candidates():
+    import passages_read
+
+    # (text, logit, relative retriever score, passage, start, end): the best span is in the third passage
+    row = {
+        "gold": ["Paris"],
+        "candidates": [("Lyon", 6.0, 1.0, 0, 0, 4), ("Paris", 9.0, 0.5, 2, 10, 15)],
+        "null": [1.0, 5.0, -2.0],
+    }
+    assert passages_read.top(row, 1, 0.0) == ("Lyon", 5.0)  # margin over the first passage's no-answer score only
+    assert passages_read.top(row, 3, 0.0) == ("Paris", 11.0)  # the lowest no-answer score of the three
+    assert passages_read.top(row, 3, 8.0)[0] == "Lyon"  # a retriever bonus for the top passage can outweigh the span
+    assert passages_read.em([row], 1, 0.0) == 0.0 and passages_read.em([row], 3, 0.0) == 100.0
+    assert passages_read.top({"gold": ["x"], "candidates": [], "null": []}, 5, 0.0) == ("", float("-inf"))
