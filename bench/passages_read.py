@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from rag_qa.data import held_out_role, read_squad, split_by_article, squad_paragraphs
+    from rag_qa.evaluation.tune_reader import held_out_index
     from rag_qa.reading.reader import Reader
-    from rag_qa.retrieval.index import Index
 
     squad = args.data / "squad_v1.1" / "train-v1.1.json.gz"
     reader = Reader(args.reader, runtime=args.runtime)
@@ -155,13 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     tune = rng.sample([e for e in held if held_out_role(e.qid) == "tune"], args.tune)
     test = rng.sample([e for e in held if held_out_role(e.qid) == "test"], args.test)
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "heldout.jsonl"
-        paragraphs = squad_paragraphs(held)
-        corpus.write_text(
-            "\n".join(json.dumps({"id": str(i), "title": t, "text": c}) for i, (c, t) in enumerate(paragraphs.items()))
-            + "\n"
-        )
-        index = Index.build([corpus], Path(tmp) / "index", show_progress=False)
+        index = held_out_index(held, Path(tmp), show_progress=False)
+        passages = len(index)
         tune_rows = read_all(reader, index, tune, exclude_gold=False)
         test_rows = read_all(reader, index, test, exclude_gold=False)
         unanswerable = read_all(reader, index, test, exclude_gold=True)
@@ -194,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         "reader": reader.backend,
         "settings": {"retriever_weight": weight, "no_answer_threshold": threshold, "mode": "hybrid"},
         "questions": {"tune": len(tune_rows), "test": len(test_rows), "unanswerable": len(unanswerable)},
-        "passages": len(paragraphs),
+        "paragraphs": len(squad_paragraphs(held)),
+        "passages": passages,
         "rows": out_rows,
     }
     print(table(results))

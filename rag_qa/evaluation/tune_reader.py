@@ -131,13 +131,24 @@ def ece_interval(
     return float(max(0.0, 2 * error - high)), float(max(0.0, 2 * error - low))
 
 
+def held_out_index(held: list[QAExample], directory: Path, show_progress: bool = True):
+    """An index in ``directory`` of the paragraphs of the held-out questions ``held``, titled by their article."""
+    from rag_qa.retrieval.index import Index
+
+    corpus = directory / "heldout.jsonl"
+    paragraphs = squad_paragraphs(held)
+    corpus.write_text(
+        "\n".join(json.dumps({"id": str(i), "title": t, "text": c}) for i, (c, t) in enumerate(paragraphs.items()))
+        + "\n"
+    )
+    return Index.build([corpus], directory / "index", show_progress=show_progress)
+
+
 def tune(
     reader: Reader, data_path: str | Path, questions: int = 400, k: int = 10, seed: int = 0, show_progress: bool = True
 ) -> dict[str, Any]:
     """Fit the settings on held-out articles of ``data_path``; returns them with a report."""
     from scipy.optimize import minimize_scalar
-
-    from rag_qa.retrieval.index import Index
 
     held = split_by_article(read_squad(data_path))[1]
     pool = [e for e in held if held_out_role(e.qid) == "tune"]  # `ragqa eval --held-out` reports on the other half
@@ -145,13 +156,7 @@ def tune(
     sample = rng.sample(pool, min(questions, len(pool)))
     half = len(sample) // 2
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "heldout.jsonl"
-        paragraphs = squad_paragraphs(held)
-        corpus.write_text(
-            "\n".join(json.dumps({"id": str(i), "title": t, "text": c}) for i, (c, t) in enumerate(paragraphs.items()))
-            + "\n"
-        )
-        index = Index.build([corpus], Path(tmp) / "index", show_progress=show_progress)
+        index = held_out_index(held, Path(tmp), show_progress=show_progress)
         answerable = collect(reader, index, sample, k, exclude_gold=False)
         unanswerable = collect(reader, index, sample, k, exclude_gold=True)
 
