@@ -46,67 +46,41 @@ KS = (1, 2, 3, 5, 7, 10)
 WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 
 
-def read_all(reader, index, examples, exclude_gold: bool) -> list[dict]:
+def read_all(reader, index, examples, exclude_gold: bool) -> list:
+    """Each question's candidates over its ten passages (``ragqa tune-reader``'s ``collect``)."""
+    from rag_qa.evaluation.tune_reader import collect
+
+    return collect(reader, index, examples, max(KS), exclude_gold)
+
+
+def own_rank(example, candidates) -> int | None:
+    """Where the question's own paragraph (a passage of it) is among the passages read."""
     from rag_qa.data import article_title
-    from rag_qa.reading.scoring import relative_retriever_scores
 
-    rows = []
-    for e in examples:
-        hits = index.search(e.question, k=50 if exclude_gold else max(KS), mode="hybrid")
-        if exclude_gold:
-            hits = [h for h in hits if h.passage.title != article_title(e.title)]
-        hits = hits[: max(KS)]
-        relative = relative_retriever_scores([h.score for h in hits], len(hits))
-        per_passage, null = reader.spans(e.question, [h.passage.text for h in hits])
-        rows.append(
-            {
-                "gold": list(e.answer_texts),
-                "own_rank": next(
-                    (
-                        i
-                        for i, h in enumerate(hits)
-                        if h.passage.title == article_title(e.title)
-                        and (h.passage.text in e.context or e.context in h.passage.text)
-                    ),
-                    None,
-                ),
-                "candidates": [
-                    (hits[i].passage.text[s.start : s.end], float(s.score), float(relative[i]), i, s.start, s.end)
-                    for i, spans in enumerate(per_passage)
-                    for s in spans
-                ],
-                "null": [float(x) for x in null],
-            }
-        )
-    return rows
-
-
-def top(row: dict, k: int, weight: float) -> tuple[str, float]:
-    """The top answer reading the first ``k`` passages, and its margin over "no answer"."""
-    from rag_qa.reading.scoring import rank_answers
-
-    cands = [c for c in row["candidates"] if c[3] < k]
-    if not cands:
-        return "", float("-inf")
-    ranked = rank_answers(
-        [c[0] for c in cands],
-        [c[1] for c in cands],
-        [c[2] for c in cands],
-        min(row["null"][:k]),
-        weight,
-        positions=[(c[3], c[4], c[5]) for c in cands],
+    return next(
+        (
+            i
+            for i, p in enumerate(candidates.passages)
+            if p.title == article_title(example.title) and (p.text in example.context or example.context in p.text)
+        ),
+        None,
     )
-    return cands[ranked.answers[0][1]][0], ranked.margin
 
 
-def right(row: dict, text: str) -> float:
-    from rag_qa.evaluation.metrics import exact_match
+def top(candidates, k: int, weight: float) -> tuple[str, float]:
+    """The top answer reading the first ``k`` passages, and its margin over "no answer"."""
+    from rag_qa.evaluation.tune_reader import no_answer_margin, top_answer
 
-    return max(exact_match(text, g) for g in row["gold"])
+    first = candidates.first(k)
+    if not first.texts:
+        return "", float("-inf")
+    return top_answer(first, weight)[0], no_answer_margin(first)
 
 
-def em(rows: list[dict], k: int, weight: float) -> float:
-    return 100 * float(np.mean([right(r, top(r, k, weight)[0]) for r in rows]))
+def em(rows: list, k: int, weight: float) -> float:
+    from rag_qa.evaluation.tune_reader import exact
+
+    return 100 * float(np.mean([exact(c, top(c, k, weight)[0]) for c in rows]))
 
 
 def table(results: dict) -> str:
@@ -145,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from rag_qa.data import held_out_role, read_squad, split_by_article, squad_paragraphs
-    from rag_qa.evaluation.tune_reader import held_out_index
+    from rag_qa.evaluation.tune_reader import exact, held_out_index
     from rag_qa.reading.reader import Reader
 
     squad = args.data / "squad_v1.1" / "train-v1.1.json.gz"
@@ -160,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         tune_rows = read_all(reader, index, tune, exclude_gold=False)
         test_rows = read_all(reader, index, test, exclude_gold=False)
         unanswerable = read_all(reader, index, test, exclude_gold=True)
+    ranks = [own_rank(e, c) for e, c in zip(test, test_rows)]
 
     weight = reader.config.retriever_weight or 0.0
     threshold = reader.config.no_answer_threshold
@@ -170,14 +145,13 @@ def main(argv: list[str] | None = None) -> None:
         out_rows.append(
             {
                 "k": k,
-                "own_paragraph": 100
-                * float(np.mean([r["own_rank"] is not None and r["own_rank"] < k for r in test_rows])),
+                "own_paragraph": 100 * float(np.mean([r is not None and r < k for r in ranks])),
                 "em": em(test_rows, k, weight),
                 "fitted_weight": fitted,
                 "em_fitted": em(test_rows, k, fitted),
                 "answered": 100 * float(np.mean([m >= threshold for _, m in tops])),
                 "em_with_threshold": 100
-                * float(np.mean([right(r, t) if m >= threshold else 0.0 for r, (t, m) in zip(test_rows, tops)])),
+                * float(np.mean([exact(c, t) if m >= threshold else 0.0 for c, (t, m) in zip(test_rows, tops)])),
                 "abstained_unanswerable": 100
                 * float(np.mean([top(r, k, weight)[1] < threshold for r in unanswerable])),
             }

@@ -197,7 +197,7 @@ class RagQA:
         index = Index.load(index_dir, encoder=encoder, runtime=runtime)
         if len(index) == 0:
             raise InputError(f"index at {index_dir} holds no passages: index some documents with `ragqa index`")
-        if reader_runtime is not None or runtime is not None:
+        if (reader_runtime or runtime) is not None:
             reader_settings["runtime"] = reader_runtime or runtime
         return cls(index, Reader(reader, **reader_settings))
 

@@ -305,16 +305,27 @@ def test_report_marks_results_measured_before_their_code_changed(tmp_path, capsy
 
 
 def test_passages_read_reads_only_the_first_k_passages_candidates():
+    import numpy as np
     import passages_read
 
-    # (text, logit, relative retriever score, passage, start, end): the best span is in the third passage
-    row = {
-        "gold": ["Paris"],
-        "candidates": [("Lyon", 6.0, 1.0, 0, 0, 4), ("Paris", 9.0, 0.5, 2, 10, 15)],
-        "null": [1.0, 5.0, -2.0],
-    }
+    from rag_qa.evaluation.tune_reader import Candidates
+
+    def candidates(texts, logits, retriever, positions, nulls, gold):
+        return Candidates(
+            texts,
+            np.asarray(logits),
+            np.asarray(retriever),
+            min(nulls, default=np.inf),
+            gold,
+            positions,
+            nulls,
+            [None] * len(nulls),
+        )
+
+    # the best span is in the third passage
+    row = candidates(["Lyon", "Paris"], [6.0, 9.0], [1.0, 0.5], [(0, 0, 4), (2, 10, 15)], [1.0, 5.0, -2.0], ["Paris"])
     assert passages_read.top(row, 1, 0.0) == ("Lyon", 5.0)  # margin over the first passage's no-answer score only
     assert passages_read.top(row, 3, 0.0) == ("Paris", 11.0)  # the lowest no-answer score of the three
     assert passages_read.top(row, 3, 8.0)[0] == "Lyon"  # a retriever bonus for the top passage can outweigh the span
     assert passages_read.em([row], 1, 0.0) == 0.0 and passages_read.em([row], 3, 0.0) == 100.0
-    assert passages_read.top({"gold": ["x"], "candidates": [], "null": []}, 5, 0.0) == ("", float("-inf"))
+    assert passages_read.top(candidates([], [], [], [], [], ["x"]), 5, 0.0) == ("", float("-inf"))

@@ -51,6 +51,22 @@ class Candidates:
     null: float
     gold: list[str]
     positions: list[tuple[int, int, int]]  # (passage, start, end) of each candidate
+    nulls: list[float]  # each passage's no-answer score, in retrieval order (``null`` is their lowest)
+    passages: list  # the passages read, best first
+
+    def first(self, k: int) -> "Candidates":
+        """The candidates of the first ``k`` passages alone, as if only those were read."""
+        keep = [i for i, (passage, _, _) in enumerate(self.positions) if passage < k]
+        return Candidates(
+            [self.texts[i] for i in keep],
+            self.logits[keep],
+            self.retriever[keep],
+            float(min(self.nulls[:k])) if self.nulls[:k] else np.inf,
+            self.gold,
+            [self.positions[i] for i in keep],
+            self.nulls[:k],
+            self.passages[:k],
+        )
 
 
 def collect(reader: Reader, index, examples: list[QAExample], k: int, exclude_gold: bool) -> list[Candidates]:
@@ -77,18 +93,26 @@ def collect(reader: Reader, index, examples: list[QAExample], k: int, exclude_go
                 float(min(null)) if len(null) else np.inf,
                 list(e.answer_texts),
                 positions,
+                [float(x) for x in null],
+                passages,
             )
         )
     return out
 
 
-def _top_answer(c: Candidates, w: float, t: float = 1.0) -> tuple[str, float]:
+def top_answer(c: Candidates, w: float, t: float = 1.0) -> tuple[str, float]:
     """The top answer and its probability, scored as the reader scores them."""
     prob, index = rank_answers(c.texts, c.logits, c.retriever, c.null, w, t, positions=c.positions).answers[0]
     return c.texts[index], prob
 
 
-def _em(c: Candidates, text: str) -> float:
+def no_answer_margin(c: Candidates) -> float:
+    """The best span's score over the lowest no-answer score, what the threshold is compared with."""
+    return rank_answers(c.texts, c.logits, c.retriever, c.null, positions=c.positions).margin
+
+
+def exact(c: Candidates, text: str) -> float:
+    """Whether ``text`` matches one of the question's answers exactly (1.0 or 0.0)."""
     return max(exact_match(text, g) for g in c.gold)
 
 
@@ -161,7 +185,7 @@ def tune(
         unanswerable = collect(reader, index, sample, k, exclude_gold=True)
 
     fit, test = answerable[:half], answerable[half:]
-    em_by_w = {w: float(np.mean([_em(c, _top_answer(c, w)[0]) if c.texts else 0.0 for c in fit])) for w in WEIGHTS}
+    em_by_w = {w: float(np.mean([exact(c, top_answer(c, w)[0]) if c.texts else 0.0 for c in fit])) for w in WEIGHTS}
     weight = max(WEIGHTS, key=lambda w: (em_by_w[w], -w))
 
     def log_loss(log_t: float) -> float:
@@ -170,41 +194,42 @@ def tune(
         for c in fit:
             if not len(c.texts):
                 continue
-            text, p = _top_answer(c, weight, t)
+            text, p = top_answer(c, weight, t)
             p = min(max(p, 1e-6), 1 - 1e-6)
-            total -= np.log(p) if _em(c, text) else np.log(1 - p)
+            total -= np.log(p) if exact(c, text) else np.log(1 - p)
         return total
 
     temperature = float(np.exp(minimize_scalar(log_loss, bounds=(-3, 3), method="bounded").x))
 
-    def margin(c: Candidates) -> float:
-        return rank_answers(c.texts, c.logits, c.retriever, c.null, positions=c.positions).margin
-
-    right = sorted(margin(c) for c in fit if c.texts and _em(c, _top_answer(c, weight, temperature)[0]))
+    right = sorted(no_answer_margin(c) for c in fit if c.texts and exact(c, top_answer(c, weight, temperature)[0]))
     threshold = float(right[int((1 - KEEP_RIGHT_ANSWERS) * len(right))]) if right else float("-inf")
 
     def rates(cands: list[Candidates], unanswerable: list[Candidates]) -> dict[str, float]:
-        ok = [margin(c) >= threshold for c in cands if c.texts and _em(c, _top_answer(c, weight, temperature)[0])]
+        ok = [
+            no_answer_margin(c) >= threshold
+            for c in cands
+            if c.texts and exact(c, top_answer(c, weight, temperature)[0])
+        ]
         return {
             "kept_right_answers": float(np.mean(ok)) if ok else 0.0,
-            "answered_answerable": float(np.mean([margin(c) >= threshold for c in cands])),
-            "abstained_unanswerable": float(np.mean([margin(c) < threshold for c in unanswerable])),
+            "answered_answerable": float(np.mean([no_answer_margin(c) >= threshold for c in cands])),
+            "abstained_unanswerable": float(np.mean([no_answer_margin(c) < threshold for c in unanswerable])),
         }
 
     confidences, correct = [], []
     for c in test:
         if not c.texts:
             continue
-        text, p = _top_answer(c, weight, temperature)
+        text, p = top_answer(c, weight, temperature)
         confidences.append(p)
-        correct.append(_em(c, text))
+        correct.append(exact(c, text))
     answered = [c for c in test if c.texts]
-    raw = [_top_answer(c, weight, 1.0)[1] for c in answered]
+    raw = [top_answer(c, weight, 1.0)[1] for c in answered]
     # the settings the reader had before this fit, on the same report questions
     had_w, had_t = reader.config.retriever_weight or 0.0, reader.config.temperature or 1.0
-    had = [_top_answer(c, had_w, had_t) for c in answered]
+    had = [top_answer(c, had_w, had_t) for c in answered]
     had_confidences = [p for _, p in had]
-    had_correct = [_em(c, text) for c, (text, _) in zip(answered, had)]
+    had_correct = [exact(c, text) for c, (text, _) in zip(answered, had)]
     report = {
         "questions": {"fit": len(fit), "test": len(test)},
         "passages_per_question": k,
@@ -214,7 +239,7 @@ def tune(
         "no_answer_threshold": threshold if np.isfinite(threshold) else -1e9,
         "test_em_top1": 100 * float(np.mean(correct)) if correct else 0.0,
         "test_em_reader_only": 100
-        * float(np.mean([_em(c, _top_answer(c, 0.0, temperature)[0]) if c.texts else 0.0 for c in test])),
+        * float(np.mean([exact(c, top_answer(c, 0.0, temperature)[0]) if c.texts else 0.0 for c in test])),
         "test_ece_before": ece(raw, correct)[0],
         "test_ece_after": ece(confidences, correct)[0],
         "test_ece_after_95": ece_interval(confidences, correct),
